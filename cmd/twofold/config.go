@@ -1,0 +1,103 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// errUsage means the usage was printed already; main prints nothing more.
+var errUsage = errors.New("usage")
+
+// Config is everything a twofold command can be told, from flags or from
+// their TWOFOLD_* environment twins; a flag wins over its variable.
+type Config struct {
+	Data          string
+	Addr          string
+	AllowSignup   bool
+	Issuer        string
+	SecureCookies bool
+	TrustProxy    bool
+	SessionIdle   time.Duration
+	SessionMax    time.Duration
+	LogLevel      string
+}
+
+// flagSet is a FlagSet whose flags each have an environment twin, named in
+// the help text.
+type flagSet struct {
+	*flag.FlagSet
+	getenv func(string) string
+	errs   []error
+}
+
+func newFlagSet(name, synopsis string, getenv func(string) string, stderr io.Writer) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), getenv: getenv}
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: twofold %s\n\nFlags (each has an environment variable twin):\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// envName is the environment twin of a flag: --allow-signup is TWOFOLD_ALLOW_SIGNUP.
+func envName(flagName string) string {
+	return "TWOFOLD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (fs *flagSet) describe(name, help string) string {
+	return fmt.Sprintf("%s (%s)", help, envName(name))
+}
+
+func (fs *flagSet) stringVar(p *string, name, def, help string) {
+	if v := fs.getenv(envName(name)); v != "" {
+		def = v
+	}
+	fs.StringVar(p, name, def, fs.describe(name, help))
+}
+
+func (fs *flagSet) boolVar(p *bool, name string, def bool, help string) {
+	if v := fs.getenv(envName(name)); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			fs.errs = append(fs.errs, fmt.Errorf("%s=%q: want true or false", envName(name), v))
+		}
+		def = b
+	}
+	fs.BoolVar(p, name, def, fs.describe(name, help))
+}
+
+func (fs *flagSet) durationVar(p *time.Duration, name string, def time.Duration, help string) {
+	if v := fs.getenv(envName(name)); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fs.errs = append(fs.errs, fmt.Errorf("%s=%q: want a positive duration such as 30m", envName(name), v))
+		}
+		def = d
+	}
+	fs.DurationVar(p, name, def, fs.describe(name, help))
+}
+
+// dataFlag adds --data, which every command takes.
+func (fs *flagSet) dataFlag(cfg *Config) {
+	fs.stringVar(&cfg.Data, "data", "twofold-data", "directory of the database and the secret key files")
+}
+
+// parse parses args and reports bad environment values; -h prints the help.
+func (fs *flagSet) parse(args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return errUsage
+	}
+	return errors.Join(fs.errs...)
+}
+
+// errHelp means --help was asked for and printed: not a failure.
+var errHelp = errors.New("help")

@@ -1,0 +1,74 @@
+// Command twofold is a self-hosted two-factor login server: sign in with an
+// email address and password, then a code from an authenticator app or a
+// backup code. Run "twofold help" for its commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, errHelp) {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "twofold:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `twofold: a self-hosted two-factor login server
+
+Usage:
+  twofold serve               run the server (pages and JSON API)
+  twofold migrate             create or update the database schema
+  twofold user add EMAIL      create an account; the password is read from stdin
+  twofold user reset-2fa EMAIL
+                              turn two-factor authentication off for a user
+                              who lost the phone (recorded as an event)
+  twofold key rotate          re-encrypt every secret under a new key
+  twofold version             print the version
+
+Every command takes --data DIR (TWOFOLD_DATA, default ./twofold-data).
+Run "twofold COMMAND --help" for the flags of a command.
+`
+
+// run is the whole program, with its surroundings as arguments so tests can
+// run it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	cmd, rest := args[1], args[2:]
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		return cmdMigrate(ctx, rest, getenv, stdout, stderr)
+	case "user":
+		return cmdUser(ctx, rest, getenv, stdin, stdout, stderr)
+	case "key":
+		return cmdKey(ctx, rest, getenv, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "twofold", version)
+		return nil
+	case "help", "--help", "-help", "-h":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "twofold: unknown command %q\n\n%s", cmd, usage)
+		return errUsage
+	}
+}

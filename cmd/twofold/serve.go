@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/twofold/twofold/internal/server"
+)
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg Config
+	fs := newFlagSet("serve", "serve [flags]", getenv, stderr)
+	fs.dataFlag(&cfg)
+	fs.stringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address to listen on (port 0 picks a free port)")
+	fs.boolVar(&cfg.AllowSignup, "allow-signup", false, "open a public sign-up page")
+	fs.stringVar(&cfg.Issuer, "issuer", "twofold", "name authenticator apps show for this server")
+	fs.boolVar(&cfg.SecureCookies, "secure-cookies", false, "mark cookies Secure with the __Host- prefix; set it when users reach the server over HTTPS (behind a proxy that ends TLS)")
+	fs.boolVar(&cfg.TrustProxy, "trust-proxy", false, "take the client IP from X-Forwarded-For; set it only behind a reverse proxy that sets it")
+	fs.durationVar(&cfg.SessionIdle, "session-idle", 30*time.Minute, "a session ends after this long without use")
+	fs.durationVar(&cfg.SessionMax, "session-max", 12*time.Hour, "a session ends this long after sign-in, whatever its use")
+	fs.stringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	a, err := openApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	base := "http://" + ln.Addr().String()
+	setup, err := newSetupToken()
+	if err != nil {
+		return err
+	}
+	handler := server.NewServer(server.Config{
+		Service:           a.service,
+		Users:             a.db,
+		Logger:            log,
+		AllowSignup:       cfg.AllowSignup,
+		SetupToken:        setup,
+		SecureCookies:     cfg.SecureCookies,
+		TrustProxyHeaders: cfg.TrustProxy,
+	})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	fmt.Fprintf(stdout, "twofold %s listening on %s (data in %s)\n", version, base, cfg.Data)
+	if n, err := a.db.CountUsers(ctx); err != nil {
+		return err
+	} else if n == 0 {
+		fmt.Fprintf(stdout, "No account exists yet. Create the first one here (the link works once):\n  %s/setup?token=%s\n", base, setup)
+	}
+
+	go deleteExpiredSessions(ctx, a, log)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	fmt.Fprintln(stdout, "twofold stopped")
+	return nil
+}
+
+// newSetupToken returns the one-time secret of the first-account link.
+func newSetupToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("setup token: %w", err)
+	}
+	return strings.ToLower(hex.EncodeToString(b[:])), nil
+}
+
+// deleteExpiredSessions sweeps ended sessions out of the database until ctx ends.
+func deleteExpiredSessions(ctx context.Context, a *app, log *slog.Logger) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := a.service.DeleteExpiredSessions(ctx); err != nil {
+				log.Error("delete expired sessions", "err", err)
+			} else if n > 0 {
+				log.Info("deleted expired sessions", "count", n)
+			}
+		}
+	}
+}

@@ -1,0 +1,399 @@
+package mfa
+
+import (
+	"context"
+	"crypto/hmac"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/twofold/twofold/otp"
+)
+
+// totpParams are what every authenticator app reads: SHA1, 6 digits, 30 s,
+// and one step of clock drift either way.
+var totpParams = otp.Params{}
+
+// Enrollment is a TOTP secret waiting for the user to confirm it with a code.
+type Enrollment struct {
+	Secret string // base32, as typed into an app
+	URI    string // otpauth:// key URI, for the QR code
+}
+
+// Status is the two-factor state of an account.
+type Status struct {
+	TwoFactorEnabled     bool
+	BackupCodesRemaining int
+	PendingSetup         bool // a QR code was shown and waits for its code
+}
+
+// totpAD binds a sealed TOTP secret to its user.
+func totpAD(userID int64) []byte { return []byte("totp:user:" + strconv.FormatInt(userID, 10)) }
+
+// confirmedTOTP returns the user's confirmed TOTP factor, nil if none.
+func (s *Service) confirmedTOTP(ctx context.Context, userID int64) (*Factor, error) {
+	fs, err := s.store.Factors(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("mfa: factors: %w", err)
+	}
+	for i := range fs {
+		if fs[i].Kind == FactorTOTP && fs[i].Confirmed() {
+			return &fs[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// Status returns the two-factor state of the user.
+func (s *Service) Status(ctx context.Context, userID int64) (Status, error) {
+	var st Status
+	fs, err := s.store.Factors(ctx, userID)
+	if err != nil {
+		return st, fmt.Errorf("mfa: status: %w", err)
+	}
+	for _, f := range fs {
+		if f.Kind != FactorTOTP {
+			continue
+		}
+		if f.Confirmed() {
+			st.TwoFactorEnabled = true
+		} else if s.clock().Sub(f.CreatedAt) < s.pendingSetup {
+			st.PendingSetup = true
+		}
+	}
+	if st.TwoFactorEnabled {
+		codes, err := s.store.UnusedBackupCodes(ctx, userID)
+		if err != nil {
+			return st, fmt.Errorf("mfa: status: %w", err)
+		}
+		st.BackupCodesRemaining = len(codes)
+	}
+	return st, nil
+}
+
+// ErrWrongPassword answers a re-authentication with the wrong password.
+var ErrWrongPassword = &Error{Kind: KindForbidden, Code: "invalid_password", Message: "The password is incorrect."}
+
+// Reauthenticate checks the signed-in user's password again before a
+// sensitive change. Its failures count with those of signing in.
+func (s *Service) Reauthenticate(ctx context.Context, u *User, password string, c Client) error {
+	key := s.passwordKey(u.Email)
+	st, err := s.checkThrottle(ctx, key)
+	if err != nil {
+		return err
+	}
+	ok, err := s.passwords.Verify(ctx, u.PasswordHash, password)
+	if err != nil {
+		return s.hashError("reauthenticate", err)
+	}
+	if !ok {
+		return s.fail(ctx, key, u.ID, c, ErrWrongPassword)
+	}
+	return s.succeed(ctx, key, st)
+}
+
+// BeginTOTP checks the password and creates a pending TOTP factor with a new
+// 160-bit secret. Two-factor authentication is on only after ConfirmTOTP.
+func (s *Service) BeginTOTP(ctx context.Context, u *User, password string, c Client) (*Enrollment, error) {
+	if err := s.Reauthenticate(ctx, u, password, c); err != nil {
+		return nil, err
+	}
+	if f, err := s.confirmedTOTP(ctx, u.ID); err != nil {
+		return nil, err
+	} else if f != nil {
+		return nil, ErrAlreadyEnabled
+	}
+	secret, err := otp.GenerateSecret(s.rand, 0)
+	if err != nil {
+		return nil, fmt.Errorf("mfa: begin totp: %w", err)
+	}
+	sealed, err := s.cipher.Seal(secret, totpAD(u.ID))
+	if err != nil {
+		return nil, fmt.Errorf("mfa: begin totp: %w", err)
+	}
+	f := &Factor{UserID: u.ID, Kind: FactorTOTP, Secret: sealed, CreatedAt: s.clock()}
+	if err := s.store.SavePendingFactor(ctx, f); err != nil {
+		return nil, fmt.Errorf("mfa: begin totp: %w", err)
+	}
+	return s.enrollment(u, secret)
+}
+
+func (s *Service) enrollment(u *User, secret []byte) (*Enrollment, error) {
+	uri, err := otp.URI(s.issuer, u.Email, secret, totpParams)
+	if err != nil {
+		return nil, fmt.Errorf("mfa: key uri: %w", err)
+	}
+	return &Enrollment{Secret: otp.EncodeSecret(secret), URI: uri}, nil
+}
+
+// PendingTOTP returns the enrollment still waiting for its code, so a page
+// can show the same QR code again; ErrNoEnrollment when there is none.
+func (s *Service) PendingTOTP(ctx context.Context, u *User) (*Enrollment, error) {
+	_, secret, err := s.pendingFactor(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	return s.enrollment(u, secret)
+}
+
+// pendingFactor returns the user's pending TOTP factor, still in time, with its secret.
+func (s *Service) pendingFactor(ctx context.Context, userID int64) (*Factor, []byte, error) {
+	fs, err := s.store.Factors(ctx, userID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mfa: factors: %w", err)
+	}
+	for i := range fs {
+		f := &fs[i]
+		if f.Kind != FactorTOTP || f.Confirmed() || s.clock().Sub(f.CreatedAt) >= s.pendingSetup {
+			continue
+		}
+		secret, err := s.cipher.Open(f.Secret, totpAD(userID))
+		if err != nil {
+			return nil, nil, fmt.Errorf("mfa: open totp secret: %w", err)
+		}
+		return f, secret, nil
+	}
+	return nil, nil, ErrNoEnrollment
+}
+
+// ConfirmTOTP turns two-factor authentication on once the user proves, with a
+// code, that the app holds the secret. It returns the new backup codes,
+// which are shown this once and never again.
+func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Client) ([]string, error) {
+	f, secret, err := s.pendingFactor(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	key := userKey(u.ID, MethodTOTP)
+	st, err := s.checkThrottle(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	step, ok := otp.Verify(secret, code, s.clock(), 0, totpParams)
+	if !ok {
+		return nil, s.fail(ctx, key, u.ID, c, ErrInvalidCode)
+	}
+	if err := s.succeed(ctx, key, st); err != nil {
+		return nil, err
+	}
+	codes, stored, err := s.newBackupCodes(u.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.ConfirmFactor(ctx, f.ID, s.clock(), step, stored); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, ErrNoEnrollment
+		}
+		return nil, fmt.Errorf("mfa: confirm totp: %w", err)
+	}
+	s.record(ctx, u.ID, EventTwoFactorEnabled, c, "authenticator app")
+	return codes, nil
+}
+
+// useTOTP checks a code against the user's confirmed factor and claims its
+// step, so that neither it nor any earlier code is accepted again.
+func (s *Service) useTOTP(ctx context.Context, userID int64, code string) (bool, error) {
+	f, err := s.confirmedTOTP(ctx, userID)
+	if err != nil || f == nil {
+		return false, err
+	}
+	secret, err := s.cipher.Open(f.Secret, totpAD(userID))
+	if err != nil {
+		return false, fmt.Errorf("mfa: open totp secret: %w", err)
+	}
+	step, ok := otp.Verify(secret, code, s.clock(), f.LastStep, totpParams)
+	if !ok {
+		return false, nil
+	}
+	claimed, err := s.store.ClaimStep(ctx, f.ID, step)
+	if err != nil {
+		return false, fmt.Errorf("mfa: claim step: %w", err)
+	}
+	return claimed, nil
+}
+
+// RegenerateBackupCodes replaces the user's backup codes ("Show Codes"):
+// the old set stops working.
+func (s *Service) RegenerateBackupCodes(ctx context.Context, u *User, password string, c Client) ([]string, error) {
+	if err := s.requireEnabled(ctx, u, password, c); err != nil {
+		return nil, err
+	}
+	codes, stored, err := s.newBackupCodes(u.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.ReplaceBackupCodes(ctx, u.ID, stored); err != nil {
+		return nil, fmt.Errorf("mfa: regenerate backup codes: %w", err)
+	}
+	s.record(ctx, u.ID, EventBackupCodesRegenerated, c, "")
+	return codes, nil
+}
+
+// DisableTwoFactor removes every factor and backup code of the user.
+func (s *Service) DisableTwoFactor(ctx context.Context, u *User, password string, c Client) error {
+	if err := s.requireEnabled(ctx, u, password, c); err != nil {
+		return err
+	}
+	if err := s.store.DeleteFactors(ctx, u.ID); err != nil {
+		return fmt.Errorf("mfa: disable: %w", err)
+	}
+	s.record(ctx, u.ID, EventTwoFactorDisabled, c, "")
+	return nil
+}
+
+func (s *Service) requireEnabled(ctx context.Context, u *User, password string, c Client) error {
+	if err := s.Reauthenticate(ctx, u, password, c); err != nil {
+		return err
+	}
+	f, err := s.confirmedTOTP(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	if f == nil {
+		return ErrNotEnabled
+	}
+	return nil
+}
+
+// ResetTwoFactor is what support does for a user who lost the phone: every
+// factor, backup code and session of the account is removed, so the next
+// sign-in needs only the password.
+func (s *Service) ResetTwoFactor(ctx context.Context, email string, c Client) error {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return err
+	}
+	u, err := s.store.UserByEmail(ctx, email)
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(KindNotFound, "user_not_found", "No account has the email address %s.", email)
+	} else if err != nil {
+		return fmt.Errorf("mfa: reset: %w", err)
+	}
+	if err := s.store.DeleteFactors(ctx, u.ID); err != nil {
+		return fmt.Errorf("mfa: reset: %w", err)
+	}
+	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
+		return fmt.Errorf("mfa: reset: %w", err)
+	}
+	s.record(ctx, u.ID, EventTwoFactorReset, c, "by an administrator")
+	return nil
+}
+
+// Backup codes: BackupCodeCount codes of 12 characters from a 32-symbol
+// alphabet (Crockford's base32, lower case): 60 bits each.
+const (
+	BackupCodeCount  = 10
+	backupCodeLength = 12
+	backupAlphabet   = "0123456789abcdefghjkmnpqrstvwxyz"
+)
+
+// newBackupCodes returns fresh codes for display (grouped "xxxx-xxxx-xxxx")
+// and their keyed hashes for the store.
+func (s *Service) newBackupCodes(userID int64) ([]string, []BackupCode, error) {
+	codes := make([]string, BackupCodeCount)
+	stored := make([]BackupCode, BackupCodeCount)
+	buf := make([]byte, backupCodeLength)
+	for i := range codes {
+		if _, err := io.ReadFull(s.rand, buf); err != nil {
+			return nil, nil, fmt.Errorf("mfa: backup codes: %w", err)
+		}
+		for j, b := range buf {
+			buf[j] = backupAlphabet[b&31] // 256 is a multiple of 32: no bias
+		}
+		raw := string(buf)
+		codes[i] = raw[0:4] + "-" + raw[4:8] + "-" + raw[8:12]
+		stored[i] = BackupCode{UserID: userID, Hash: s.backupHash(userID, raw)}
+	}
+	return codes, stored, nil
+}
+
+func (s *Service) backupHash(userID int64, normalized string) []byte {
+	return s.keyedHash("backup-code", strconv.FormatInt(userID, 10), normalized)
+}
+
+// normalizeBackupCode lower-cases a typed code, drops spaces and hyphens and
+// reads the letters people confuse with digits as those digits.
+func normalizeBackupCode(code string) (string, bool) {
+	var b strings.Builder
+	for _, r := range strings.ToLower(code) {
+		switch r {
+		case ' ', '-', '\t':
+			continue
+		case 'o':
+			r = '0'
+		case 'i', 'l':
+			r = '1'
+		}
+		if !strings.ContainsRune(backupAlphabet, r) {
+			return "", false
+		}
+		b.WriteRune(r)
+	}
+	return b.String(), b.Len() == backupCodeLength
+}
+
+// useBackupCode spends one of the user's unused backup codes.
+func (s *Service) useBackupCode(ctx context.Context, userID int64, code string) (bool, error) {
+	normalized, ok := normalizeBackupCode(code)
+	if !ok {
+		return false, nil
+	}
+	want := s.backupHash(userID, normalized)
+	codes, err := s.store.UnusedBackupCodes(ctx, userID)
+	if err != nil {
+		return false, fmt.Errorf("mfa: backup codes: %w", err)
+	}
+	match := int64(0)
+	for _, bc := range codes {
+		if hmac.Equal(bc.Hash, want) {
+			match = bc.ID
+		}
+	}
+	if match == 0 {
+		return false, nil
+	}
+	used, err := s.store.UseBackupCode(ctx, match, s.clock())
+	if err != nil {
+		return false, fmt.Errorf("mfa: use backup code: %w", err)
+	}
+	return used, nil
+}
+
+// ResealSecrets re-encrypts every TOTP secret under the Cipher's current
+// key, for key rotation. progress, if not nil, is called after each batch.
+// Secrets still sealed under an old key keep working throughout.
+func (s *Service) ResealSecrets(ctx context.Context, progress func(done int)) (int, error) {
+	const batch = 500
+	done := 0
+	for after := int64(0); ; {
+		fs, err := s.store.FactorsAfter(ctx, after, batch)
+		if err != nil {
+			return done, fmt.Errorf("mfa: reseal: %w", err)
+		}
+		for _, f := range fs {
+			after = f.ID
+			ad := totpAD(f.UserID)
+			plain, err := s.cipher.Open(f.Secret, ad)
+			if err != nil {
+				return done, fmt.Errorf("mfa: reseal factor %d: %w", f.ID, err)
+			}
+			sealed, err := s.cipher.Seal(plain, ad)
+			if err != nil {
+				return done, fmt.Errorf("mfa: reseal factor %d: %w", f.ID, err)
+			}
+			// A factor deleted or re-enrolled meanwhile needs nothing.
+			if _, err := s.store.ReplaceFactorSecret(ctx, f.ID, f.Secret, sealed); err != nil {
+				return done, fmt.Errorf("mfa: reseal factor %d: %w", f.ID, err)
+			}
+			done++
+		}
+		if progress != nil && len(fs) > 0 {
+			progress(done)
+		}
+		if len(fs) < batch {
+			return done, nil
+		}
+	}
+}

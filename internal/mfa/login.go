@@ -1,0 +1,227 @@
+package mfa
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// LoginResult is the outcome of a sign-in step that succeeded.
+type LoginResult struct {
+	Token   string // the new session token: the client's cookie from now on
+	Session *Session
+	User    *User
+	// Methods lists the ways to finish signing in while Session.Level is
+	// LevelPassword.
+	Methods []Method
+}
+
+// SecondFactorRequired reports whether the sign-in still waits for a second factor.
+func (r *LoginResult) SecondFactorRequired() bool { return r.Session.Level == LevelPassword }
+
+// Login checks an email address and password. With two-factor
+// authentication on, the session it starts reaches nothing protected until
+// VerifySecondFactor completes it; the password is never kept.
+func (s *Service) Login(ctx context.Context, email, password string, c Client) (*LoginResult, error) {
+	email, emailErr := NormalizeEmail(email)
+	key := s.passwordKey(email)
+	st, err := s.checkThrottle(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var u *User
+	if emailErr == nil {
+		u, err = s.store.UserByEmail(ctx, email)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("mfa: login: %w", err)
+		}
+	}
+	if u == nil {
+		// Spend the time a real check takes, and count the failure the same way.
+		if err := s.passwords.VerifyDummy(ctx, password); err != nil {
+			return nil, s.hashError("login", err)
+		}
+		return nil, s.fail(ctx, key, 0, c, ErrInvalidCredentials)
+	}
+	ok, err := s.passwords.Verify(ctx, u.PasswordHash, password)
+	if err != nil {
+		return nil, s.hashError("login", err)
+	}
+	if !ok {
+		s.record(ctx, u.ID, EventLoginFailed, c, "wrong password")
+		return nil, s.fail(ctx, key, u.ID, c, ErrInvalidCredentials)
+	}
+	if err := s.succeed(ctx, key, st); err != nil {
+		return nil, err
+	}
+
+	f, err := s.confirmedTOTP(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	if f == nil {
+		return s.startSession(ctx, u, LevelFull, now.Add(s.absolute), c, "password")
+	}
+	res, err := s.startSession(ctx, u, LevelPassword, now.Add(s.pendingLogin), c, "")
+	if err != nil {
+		return nil, err
+	}
+	res.Methods = []Method{MethodTOTP, MethodBackupCode}
+	return res, nil
+}
+
+// startSession creates a new session. A full session gets a login event.
+func (s *Service) startSession(ctx context.Context, u *User, level Level, expires time.Time, c Client, how string) (*LoginResult, error) {
+	token, id, err := s.newToken()
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	sess := &Session{ID: id, UserID: u.ID, Level: level, CreatedAt: now, LastSeenAt: now, ExpiresAt: expires, IP: c.IP}
+	if err := s.store.CreateSession(ctx, sess); err != nil {
+		return nil, fmt.Errorf("mfa: create session: %w", err)
+	}
+	if level == LevelFull {
+		s.record(ctx, u.ID, EventLoginSucceeded, c, how)
+	}
+	return &LoginResult{Token: token, Session: sess, User: u}, nil
+}
+
+// PendingLogin returns the half-finished sign-in that token belongs to.
+func (s *Service) PendingLogin(ctx context.Context, token string) (*Session, *User, error) {
+	sess, err := s.store.Session(ctx, sessionID(token))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, ErrLoginExpired
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("mfa: pending login: %w", err)
+	}
+	if sess.Level != LevelPassword || !s.clock().Before(sess.ExpiresAt) {
+		return nil, nil, ErrLoginExpired
+	}
+	u, err := s.store.UserByID(ctx, sess.UserID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mfa: pending login: %w", err)
+	}
+	return sess, u, nil
+}
+
+// VerifySecondFactor completes a pending sign-in with a code. On success the
+// pending session is replaced by a full one under a new token.
+func (s *Service) VerifySecondFactor(ctx context.Context, token string, method Method, code string, c Client) (*LoginResult, error) {
+	sess, u, err := s.PendingLogin(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if method != MethodTOTP && method != MethodBackupCode {
+		return nil, ErrMethodUnavailable
+	}
+	key := userKey(u.ID, method)
+	st, err := s.checkThrottle(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var ok bool
+	if method == MethodTOTP {
+		ok, err = s.useTOTP(ctx, u.ID, code)
+	} else {
+		ok, err = s.useBackupCode(ctx, u.ID, code)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		s.record(ctx, u.ID, EventSecondFactorFailed, c, string(method))
+		return nil, s.fail(ctx, key, u.ID, c, ErrInvalidCode)
+	}
+	if err := s.succeed(ctx, key, st); err != nil {
+		return nil, err
+	}
+	if method == MethodBackupCode {
+		s.record(ctx, u.ID, EventBackupCodeUsed, c, "")
+	}
+
+	newToken, id, err := s.newToken()
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	next := &Session{ID: id, UserID: u.ID, Level: LevelFull, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.absolute), IP: c.IP}
+	ev := &Event{UserID: u.ID, Type: EventLoginSucceeded, At: now, IP: c.IP, Detail: string(method)}
+	upgraded, err := s.store.UpgradeSession(ctx, sess.ID, next, ev)
+	if err != nil {
+		return nil, fmt.Errorf("mfa: upgrade session: %w", err)
+	}
+	if !upgraded {
+		return nil, ErrLoginExpired
+	}
+	return &LoginResult{Token: newToken, Session: next, User: u}, nil
+}
+
+// touchEvery limits session writes: LastSeenAt is refreshed at most this often.
+const touchEvery = time.Minute
+
+// Authenticate returns the fully signed-in session of token and its user,
+// or ErrUnauthenticated. A session that has passed only the password is not
+// authenticated.
+func (s *Service) Authenticate(ctx context.Context, token string) (*Session, *User, error) {
+	if token == "" {
+		return nil, nil, ErrUnauthenticated
+	}
+	sess, err := s.store.Session(ctx, sessionID(token))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, ErrUnauthenticated
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("mfa: authenticate: %w", err)
+	}
+	now := s.clock()
+	if sess.Level != LevelFull {
+		return nil, nil, ErrUnauthenticated
+	}
+	if !now.Before(sess.ExpiresAt) || now.Sub(sess.LastSeenAt) >= s.idle {
+		if err := s.store.DeleteSession(ctx, sess.ID); err != nil {
+			s.log.ErrorContext(ctx, "delete expired session", "err", err)
+		}
+		return nil, nil, ErrUnauthenticated
+	}
+	if now.Sub(sess.LastSeenAt) >= touchEvery {
+		if err := s.store.TouchSession(ctx, sess.ID, now); err != nil {
+			return nil, nil, fmt.Errorf("mfa: authenticate: %w", err)
+		}
+		sess.LastSeenAt = now
+	}
+	u, err := s.store.UserByID(ctx, sess.UserID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mfa: authenticate: %w", err)
+	}
+	return sess, u, nil
+}
+
+// Logout ends the session of token on the server. Ending a session that is
+// already gone is not an error.
+func (s *Service) Logout(ctx context.Context, token string, c Client) error {
+	id := sessionID(token)
+	sess, err := s.store.Session(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("mfa: logout: %w", err)
+	}
+	if err := s.store.DeleteSession(ctx, id); err != nil {
+		return fmt.Errorf("mfa: logout: %w", err)
+	}
+	if sess.Level == LevelFull {
+		s.record(ctx, sess.UserID, EventLogout, c, "")
+	}
+	return nil
+}
+
+// DeleteExpiredSessions removes sessions past their absolute end.
+func (s *Service) DeleteExpiredSessions(ctx context.Context) (int, error) {
+	n, err := s.store.DeleteExpiredSessions(ctx, s.clock())
+	if err != nil {
+		return 0, fmt.Errorf("mfa: delete expired sessions: %w", err)
+	}
+	return n, nil
+}

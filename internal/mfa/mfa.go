@@ -1,0 +1,126 @@
+// Package mfa holds twofold's domain: users, their second factors, sessions,
+// security events, and the Service that enforces every rule of signing in
+// with a password and a second factor. Storage, HTTP and outside services are
+// reached only through the interfaces declared here.
+package mfa
+
+import (
+	"time"
+)
+
+// User is a person who signs in with an email address and a password.
+type User struct {
+	ID           int64
+	Email        string // normalised: trimmed, lower case
+	PasswordHash string // argon2id PHC string
+	CreatedAt    time.Time
+}
+
+// FactorKind names a kind of second factor.
+type FactorKind string
+
+// FactorTOTP is an authenticator app (RFC 6238).
+const FactorTOTP FactorKind = "totp"
+
+// Factor is a second factor of a user. A TOTP factor is pending until the
+// user proves, with a code, that the app holds the secret.
+type Factor struct {
+	ID          int64
+	UserID      int64
+	Kind        FactorKind
+	Secret      []byte    // sealed by the Cipher, never in clear
+	LastStep    int64     // the newest TOTP step accepted; codes of this step or earlier are refused
+	CreatedAt   time.Time // when enrollment began
+	ConfirmedAt time.Time // zero while pending
+}
+
+// Confirmed reports whether the user has proven the factor with a code.
+func (f *Factor) Confirmed() bool { return !f.ConfirmedAt.IsZero() }
+
+// BackupCode is one single-use code, stored only as a keyed hash.
+type BackupCode struct {
+	ID     int64
+	UserID int64
+	Hash   []byte
+	UsedAt time.Time // zero while unused
+}
+
+// Level is how far a session has authenticated.
+type Level int
+
+const (
+	// LevelPassword: the password was right and a second factor is still due.
+	// Such a session reaches nothing protected.
+	LevelPassword Level = 1
+	// LevelFull: fully signed in.
+	LevelFull Level = 2
+)
+
+// Session is a server-side session. Its ID is the SHA-256 of the token the
+// client holds, so the database never holds a usable token.
+type Session struct {
+	ID         []byte
+	UserID     int64
+	Level      Level
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	ExpiresAt  time.Time // absolute end, whatever the activity
+	IP         string
+}
+
+// Method is a way to pass the second step of a sign-in.
+type Method string
+
+const (
+	MethodPassword   Method = "password" // the first step, throttled like the others
+	MethodTOTP       Method = "totp"
+	MethodBackupCode Method = "backup_code"
+)
+
+// EventType names a security event.
+type EventType string
+
+const (
+	EventAccountCreated         EventType = "account_created"
+	EventLoginSucceeded         EventType = "login_succeeded"
+	EventLoginFailed            EventType = "login_failed"
+	EventSecondFactorFailed     EventType = "second_factor_failed"
+	EventBackupCodeUsed         EventType = "backup_code_used"
+	EventThrottled              EventType = "throttled"
+	EventLogout                 EventType = "logout"
+	EventTwoFactorEnabled       EventType = "two_factor_enabled"
+	EventTwoFactorDisabled      EventType = "two_factor_disabled"
+	EventTwoFactorReset         EventType = "two_factor_reset"
+	EventBackupCodesRegenerated EventType = "backup_codes_regenerated"
+)
+
+// Event is a security event of a user's account, shown to that user.
+type Event struct {
+	ID     int64
+	UserID int64
+	Type   EventType
+	At     time.Time // UTC
+	IP     string
+	Detail string // never a secret, code, token or full phone number
+}
+
+// ThrottleKey names what a throttle counts: a subject ("user:42", or a keyed
+// hash of an email address for the password step, so that an unknown address
+// is throttled exactly like a known one) and a method.
+type ThrottleKey struct {
+	Subject string
+	Method  Method
+}
+
+// ThrottleState is what the store knows of a throttle key.
+type ThrottleState struct {
+	Consecutive  int       // failures since the last success
+	LastFailure  time.Time // zero when there was none
+	WindowCount  int       // failures since the start of the window asked for
+	WindowOldest time.Time // the oldest failure in that window
+}
+
+// Client describes where a request came from, for events and throttling.
+type Client struct {
+	IP string
+}

@@ -1,0 +1,477 @@
+// Package mfatest holds hand-written fakes of the interfaces the mfa domain
+// consumes, and TestStore, the conformance suite every mfa.Store backend runs.
+package mfatest
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twofold/twofold/internal/mfa"
+)
+
+// MemStore is an in-memory mfa.Store for unit tests of the domain. It keeps
+// the contract of the real backends, down to their details: times come back
+// in UTC, truncated to the millisecond; byte slices and structs are copied
+// on the way in and out, so a caller never shares memory with the store.
+// A MemStore is safe for concurrent use; every method is atomic.
+type MemStore struct {
+	mu sync.Mutex
+
+	lastID    int64 // one sequence for every table: IDs are unique and increasing
+	users     map[int64]mfa.User
+	emails    map[string]int64
+	factors   map[int64]mfa.Factor
+	codes     map[int64]mfa.BackupCode
+	sessions  map[string]mfa.Session
+	throttles map[mfa.ThrottleKey]*memThrottle
+	events    []mfa.Event // in ID order
+}
+
+type memThrottle struct {
+	consecutive int
+	lastFailure time.Time
+	failures    []time.Time
+}
+
+// NewMemStore returns an empty MemStore.
+func NewMemStore() *MemStore {
+	return &MemStore{
+		users:     make(map[int64]mfa.User),
+		emails:    make(map[string]int64),
+		factors:   make(map[int64]mfa.Factor),
+		codes:     make(map[int64]mfa.BackupCode),
+		sessions:  make(map[string]mfa.Session),
+		throttles: make(map[mfa.ThrottleKey]*memThrottle),
+	}
+}
+
+var _ mfa.Store = (*MemStore)(nil)
+
+// storedTime is t as a database keeps it: UTC, whole milliseconds. The zero
+// time stays zero.
+func storedTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return time.UnixMilli(t.UnixMilli()).UTC()
+}
+
+func (m *MemStore) nextID() int64 {
+	m.lastID++
+	return m.lastID
+}
+
+func copyFactor(f mfa.Factor) mfa.Factor {
+	f.Secret = bytes.Clone(f.Secret)
+	f.CreatedAt = storedTime(f.CreatedAt)
+	f.ConfirmedAt = storedTime(f.ConfirmedAt)
+	return f
+}
+
+func copyCode(c mfa.BackupCode) mfa.BackupCode {
+	c.Hash = bytes.Clone(c.Hash)
+	c.UsedAt = storedTime(c.UsedAt)
+	return c
+}
+
+func copySession(s mfa.Session) mfa.Session {
+	s.ID = bytes.Clone(s.ID)
+	s.CreatedAt = storedTime(s.CreatedAt)
+	s.LastSeenAt = storedTime(s.LastSeenAt)
+	s.ExpiresAt = storedTime(s.ExpiresAt)
+	return s
+}
+
+// CreateUser stores u and sets u.ID; a taken email is mfa.ErrConflict.
+func (m *MemStore) CreateUser(ctx context.Context, u *mfa.User) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.emails[u.Email]; ok {
+		return mfa.ErrConflict
+	}
+	v := *u
+	v.ID = m.nextID()
+	v.CreatedAt = storedTime(v.CreatedAt)
+	m.users[v.ID] = v
+	m.emails[v.Email] = v.ID
+	u.ID = v.ID
+	return nil
+}
+
+// UserByID returns the user with that ID.
+func (m *MemStore) UserByID(ctx context.Context, id int64) (*mfa.User, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[id]
+	if !ok {
+		return nil, mfa.ErrNotFound
+	}
+	return &u, nil
+}
+
+// UserByEmail returns the user with exactly that (normalised) email address.
+func (m *MemStore) UserByEmail(ctx context.Context, email string) (*mfa.User, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id, ok := m.emails[email]
+	if !ok {
+		return nil, mfa.ErrNotFound
+	}
+	u := m.users[id]
+	return &u, nil
+}
+
+// CountUsers returns the number of users.
+func (m *MemStore) CountUsers(ctx context.Context) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.users), nil
+}
+
+// Factors returns every factor of the user in ID order, pending ones included.
+func (m *MemStore) Factors(ctx context.Context, userID int64) ([]mfa.Factor, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var fs []mfa.Factor
+	for _, f := range m.factors {
+		if f.UserID == userID {
+			fs = append(fs, copyFactor(f))
+		}
+	}
+	slices.SortFunc(fs, func(a, b mfa.Factor) int { return cmp.Compare(a.ID, b.ID) })
+	return fs, nil
+}
+
+// SavePendingFactor stores f, setting f.ID, and removes any other pending
+// factor of the same user.
+func (m *MemStore) SavePendingFactor(ctx context.Context, f *mfa.Factor) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, old := range m.factors {
+		if old.UserID == f.UserID && old.ConfirmedAt.IsZero() {
+			delete(m.factors, id)
+		}
+	}
+	v := copyFactor(*f)
+	v.ID = m.nextID()
+	m.factors[v.ID] = v
+	f.ID = v.ID
+	return nil
+}
+
+// ConfirmFactor confirms a pending factor, removes the user's other factors
+// and replaces the user's backup codes (setting codes[i].ID), all at once.
+func (m *MemStore) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []mfa.BackupCode) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.factors[factorID]
+	if !ok || !f.ConfirmedAt.IsZero() {
+		return mfa.ErrNotFound
+	}
+	f.ConfirmedAt = storedTime(at)
+	f.LastStep = step
+	for id, other := range m.factors {
+		if other.UserID == f.UserID {
+			delete(m.factors, id)
+		}
+	}
+	m.factors[f.ID] = f
+	m.replaceCodes(f.UserID, codes)
+	return nil
+}
+
+// ClaimStep records step as used if it is newer than the factor's last
+// step. A missing factor claims nothing: false, nil.
+func (m *MemStore) ClaimStep(ctx context.Context, factorID int64, step int64) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.factors[factorID]
+	if !ok || f.LastStep >= step {
+		return false, nil
+	}
+	f.LastStep = step
+	m.factors[factorID] = f
+	return true, nil
+}
+
+// DeleteFactors removes every factor and backup code of the user.
+func (m *MemStore) DeleteFactors(ctx context.Context, userID int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, f := range m.factors {
+		if f.UserID == userID {
+			delete(m.factors, id)
+		}
+	}
+	for id, c := range m.codes {
+		if c.UserID == userID {
+			delete(m.codes, id)
+		}
+	}
+	return nil
+}
+
+// FactorsAfter lists factors with ID > afterID in ID order, at most limit.
+func (m *MemStore) FactorsAfter(ctx context.Context, afterID int64, limit int) ([]mfa.Factor, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var fs []mfa.Factor
+	for _, f := range m.factors {
+		if f.ID > afterID {
+			fs = append(fs, f)
+		}
+	}
+	slices.SortFunc(fs, func(a, b mfa.Factor) int { return cmp.Compare(a.ID, b.ID) })
+	fs = fs[:min(len(fs), max(limit, 0))]
+	for i := range fs {
+		fs[i] = copyFactor(fs[i])
+	}
+	return fs, nil
+}
+
+// ReplaceFactorSecret swaps the factor's secret if it still equals old. A
+// missing factor swaps nothing: false, nil.
+func (m *MemStore) ReplaceFactorSecret(ctx context.Context, factorID int64, old, new []byte) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.factors[factorID]
+	if !ok || !bytes.Equal(f.Secret, old) {
+		return false, nil
+	}
+	f.Secret = bytes.Clone(new)
+	m.factors[factorID] = f
+	return true, nil
+}
+
+// UnusedBackupCodes returns the user's unused backup codes in ID order.
+func (m *MemStore) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.BackupCode, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var cs []mfa.BackupCode
+	for _, c := range m.codes {
+		if c.UserID == userID && c.UsedAt.IsZero() {
+			cs = append(cs, copyCode(c))
+		}
+	}
+	slices.SortFunc(cs, func(a, b mfa.BackupCode) int { return cmp.Compare(a.ID, b.ID) })
+	return cs, nil
+}
+
+// ReplaceBackupCodes deletes the user's codes and stores codes instead,
+// setting codes[i].ID and codes[i].UserID.
+func (m *MemStore) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.replaceCodes(userID, codes)
+	return nil
+}
+
+func (m *MemStore) replaceCodes(userID int64, codes []mfa.BackupCode) {
+	for id, c := range m.codes {
+		if c.UserID == userID {
+			delete(m.codes, id)
+		}
+	}
+	for i := range codes {
+		codes[i].ID = m.nextID()
+		codes[i].UserID = userID
+		m.codes[codes[i].ID] = copyCode(codes[i])
+	}
+}
+
+// UseBackupCode marks an unused code used. A missing code is not used:
+// false, nil.
+func (m *MemStore) UseBackupCode(ctx context.Context, codeID int64, at time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.codes[codeID]
+	if !ok || !c.UsedAt.IsZero() {
+		return false, nil
+	}
+	c.UsedAt = storedTime(at)
+	m.codes[codeID] = c
+	return true, nil
+}
+
+// CreateSession stores s; a taken ID is mfa.ErrConflict.
+func (m *MemStore) CreateSession(ctx context.Context, s *mfa.Session) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.sessions[string(s.ID)]; ok {
+		return mfa.ErrConflict
+	}
+	m.sessions[string(s.ID)] = copySession(*s)
+	return nil
+}
+
+// Session returns the session with exactly that ID.
+func (m *MemStore) Session(ctx context.Context, id []byte) (*mfa.Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[string(id)]
+	if !ok {
+		return nil, mfa.ErrNotFound
+	}
+	s = copySession(s)
+	return &s, nil
+}
+
+// UpgradeSession replaces session oldID by next and records ev (setting
+// ev.ID) if it is not nil, at once; false when oldID no longer exists.
+func (m *MemStore) UpgradeSession(ctx context.Context, oldID []byte, next *mfa.Session, ev *mfa.Event) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.sessions[string(oldID)]; !ok {
+		return false, nil
+	}
+	if _, ok := m.sessions[string(next.ID)]; ok && !bytes.Equal(next.ID, oldID) {
+		return false, mfa.ErrConflict
+	}
+	delete(m.sessions, string(oldID))
+	m.sessions[string(next.ID)] = copySession(*next)
+	if ev != nil {
+		m.addEvent(ev)
+	}
+	return true, nil
+}
+
+// TouchSession sets the session's LastSeenAt; a missing session is mfa.ErrNotFound.
+func (m *MemStore) TouchSession(ctx context.Context, id []byte, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[string(id)]
+	if !ok {
+		return mfa.ErrNotFound
+	}
+	s.LastSeenAt = storedTime(at)
+	m.sessions[string(id)] = s
+	return nil
+}
+
+// DeleteSession removes the session; removing a missing one is not an error.
+func (m *MemStore) DeleteSession(ctx context.Context, id []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.sessions, string(id))
+	return nil
+}
+
+// DeleteUserSessions removes every session of the user.
+func (m *MemStore) DeleteUserSessions(ctx context.Context, userID int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, s := range m.sessions {
+		if s.UserID == userID {
+			delete(m.sessions, id)
+		}
+	}
+	return nil
+}
+
+// DeleteExpiredSessions removes sessions whose ExpiresAt is before t and
+// returns how many it removed.
+func (m *MemStore) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t = storedTime(t)
+	n := 0
+	for id, s := range m.sessions {
+		if s.ExpiresAt.Before(t) {
+			delete(m.sessions, id)
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (th *memThrottle) state(since time.Time) mfa.ThrottleState {
+	st := mfa.ThrottleState{Consecutive: th.consecutive, LastFailure: th.lastFailure}
+	for _, at := range th.failures {
+		if at.Before(since) {
+			continue
+		}
+		st.WindowCount++
+		if st.WindowOldest.IsZero() || at.Before(st.WindowOldest) {
+			st.WindowOldest = at
+		}
+	}
+	return st
+}
+
+// ThrottleState returns the key's state, counting failures at or after since.
+func (m *MemStore) ThrottleState(ctx context.Context, key mfa.ThrottleKey, since time.Time) (mfa.ThrottleState, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	th, ok := m.throttles[key]
+	if !ok {
+		return mfa.ThrottleState{}, nil
+	}
+	return th.state(storedTime(since)), nil
+}
+
+// RecordFailure reads the key's state and, if admit approves it, records a
+// failure at time at, at once. Failures before since are forgotten. admit
+// runs under the store's lock: it must not call the store.
+func (m *MemStore) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since time.Time, admit func(mfa.ThrottleState) bool) (mfa.ThrottleState, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	at, since = storedTime(at), storedTime(since)
+	th, ok := m.throttles[key]
+	if !ok {
+		th = &memThrottle{}
+	}
+	st := th.state(since)
+	if !admit(st) {
+		return st, false, nil
+	}
+	th.failures = slices.DeleteFunc(th.failures, func(t time.Time) bool { return t.Before(since) })
+	th.failures = append(th.failures, at)
+	th.consecutive++
+	th.lastFailure = at
+	m.throttles[key] = th
+	return th.state(since), true, nil
+}
+
+// ResetThrottle sets the key's consecutive failure count to zero; its
+// failures stay counted in their window. An unknown key is not an error.
+func (m *MemStore) ResetThrottle(ctx context.Context, key mfa.ThrottleKey) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if th, ok := m.throttles[key]; ok {
+		th.consecutive = 0
+	}
+	return nil
+}
+
+// AddEvent stores e and sets e.ID.
+func (m *MemStore) AddEvent(ctx context.Context, e *mfa.Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.addEvent(e)
+	return nil
+}
+
+func (m *MemStore) addEvent(e *mfa.Event) {
+	v := *e
+	v.ID = m.nextID()
+	v.At = storedTime(v.At)
+	m.events = append(m.events, v)
+	e.ID = v.ID
+}
+
+// Events returns the user's newest events first, at most limit.
+func (m *MemStore) Events(ctx context.Context, userID int64, limit int) ([]mfa.Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var evs []mfa.Event
+	for i := len(m.events) - 1; i >= 0 && len(evs) < limit; i-- {
+		if m.events[i].UserID == userID {
+			evs = append(evs, m.events[i])
+		}
+	}
+	return evs, nil
+}

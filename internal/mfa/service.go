@@ -1,0 +1,222 @@
+package mfa
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// PasswordHasher hashes and checks passwords under a concurrency bound. It
+// fails only when no hashing slot frees up in time; the Service reports that
+// as KindUnavailable, with a Retry-After.
+type PasswordHasher interface {
+	Hash(ctx context.Context, password string) (string, error)
+	Verify(ctx context.Context, phc, password string) (bool, error)
+	// VerifyDummy spends the time of one Verify, so that an unknown email
+	// address answers as slowly as a wrong password.
+	VerifyDummy(ctx context.Context, password string) error
+}
+
+// PasswordPolicy says whether a new password is acceptable; its error
+// message is shown to the user.
+type PasswordPolicy interface {
+	Check(password string) error
+}
+
+// Cipher seals secrets at rest. Additional data binds a ciphertext to its
+// owner, so sealed secrets cannot be swapped between rows.
+type Cipher interface {
+	Seal(plaintext, additionalData []byte) ([]byte, error)
+	Open(sealed, additionalData []byte) ([]byte, error)
+}
+
+// Config holds a Service's dependencies and settings. Zero durations take
+// the defaults noted.
+type Config struct {
+	Store     Store
+	Passwords PasswordHasher
+	Policy    PasswordPolicy
+	Cipher    Cipher
+	// CodeKey keys the hashes of backup codes and of email addresses in
+	// throttle keys. At least 32 random bytes, kept outside the database.
+	CodeKey []byte
+	Issuer  string // shown in authenticator apps; default "twofold"
+
+	Now    func() time.Time // default time.Now
+	Rand   io.Reader        // default crypto/rand.Reader
+	Logger *slog.Logger     // default discards
+
+	SessionIdle     time.Duration // default 30 minutes
+	SessionAbsolute time.Duration // default 12 hours
+	PendingLogin    time.Duration // default 10 minutes: password passed, second factor due
+	PendingSetup    time.Duration // default 15 minutes: QR code shown, code not yet confirmed
+}
+
+// Service holds every rule of twofold. It is safe for concurrent use.
+type Service struct {
+	store     Store
+	passwords PasswordHasher
+	policy    PasswordPolicy
+	cipher    Cipher
+	codeKey   []byte
+	issuer    string
+	now       func() time.Time
+	rand      io.Reader
+	log       *slog.Logger
+
+	idle, absolute, pendingLogin, pendingSetup time.Duration
+}
+
+// NewService checks cfg and returns a Service.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Passwords == nil || cfg.Cipher == nil {
+		return nil, errors.New("mfa: new service: Store, Passwords and Cipher are required")
+	}
+	if len(cfg.CodeKey) < 32 {
+		return nil, errors.New("mfa: new service: CodeKey must be at least 32 bytes")
+	}
+	s := &Service{
+		store: cfg.Store, passwords: cfg.Passwords, policy: cfg.Policy, cipher: cfg.Cipher,
+		codeKey: cfg.CodeKey, issuer: cfg.Issuer, now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
+		idle: cfg.SessionIdle, absolute: cfg.SessionAbsolute,
+		pendingLogin: cfg.PendingLogin, pendingSetup: cfg.PendingSetup,
+	}
+	if s.issuer == "" {
+		s.issuer = "twofold"
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	setDefault(&s.idle, 30*time.Minute)
+	setDefault(&s.absolute, 12*time.Hour)
+	setDefault(&s.pendingLogin, 10*time.Minute)
+	setDefault(&s.pendingSetup, 15*time.Minute)
+	return s, nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// Issuer is the name authenticator apps show for this server.
+func (s *Service) Issuer() string { return s.issuer }
+
+func (s *Service) clock() time.Time { return s.now().UTC() }
+
+// keyedHash is HMAC-SHA256 under the code key, with a purpose label so a
+// hash made for one use never matches another.
+func (s *Service) keyedHash(purpose string, parts ...string) []byte {
+	m := hmac.New(sha256.New, s.codeKey)
+	m.Write([]byte(purpose))
+	for _, p := range parts {
+		m.Write([]byte{0})
+		m.Write([]byte(p))
+	}
+	return m.Sum(nil)
+}
+
+// NormalizeEmail trims and lower-cases an email address and checks its
+// shape loosely: one @ with text on both sides, no spaces, at most 254 bytes.
+func NormalizeEmail(email string) (string, error) {
+	e := strings.ToLower(strings.TrimSpace(email))
+	at := strings.LastIndexByte(e, '@')
+	if len(e) > 254 || at < 1 || at == len(e)-1 || strings.ContainsAny(e, " \t\r\n<>\"") {
+		return "", Errorf(KindInvalid, "invalid_email", "Enter a valid email address, like name@example.com.")
+	}
+	return e, nil
+}
+
+// CreateUser creates an account. Used by sign-up and by the command line.
+func (s *Service) CreateUser(ctx context.Context, email, password string, c Client) (*User, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return nil, err
+	}
+	if s.policy != nil {
+		if err := s.policy.Check(password); err != nil {
+			return nil, &Error{Kind: KindInvalid, Code: "weak_password", Message: err.Error(), Err: err}
+		}
+	}
+	if _, err := s.store.UserByEmail(ctx, email); err == nil {
+		return nil, ErrEmailTaken
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("mfa: create user: %w", err)
+	}
+	phc, err := s.passwords.Hash(ctx, password)
+	if err != nil {
+		return nil, s.hashError("create user", err)
+	}
+	u := &User{Email: email, PasswordHash: phc, CreatedAt: s.clock()}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return nil, ErrEmailTaken
+		}
+		return nil, fmt.Errorf("mfa: create user: %w", err)
+	}
+	s.record(ctx, u.ID, EventAccountCreated, c, "")
+	return u, nil
+}
+
+// hashError turns a hasher failure into an Error. The hasher fails only when
+// every hashing slot stays taken (a login flood) or the request is gone, so
+// the answer is "busy, come back", never a user's fault.
+func (s *Service) hashError(op string, err error) error {
+	return &Error{Kind: KindUnavailable, Code: "busy",
+		Message: "The server is busy. Try again in a moment.", RetryAfter: 2 * time.Second,
+		Err: fmt.Errorf("mfa: %s: %w", op, err)}
+}
+
+// record stores a security event; a failure to record is logged, not
+// returned, because the user's action itself has succeeded or failed already.
+func (s *Service) record(ctx context.Context, userID int64, t EventType, c Client, detail string) {
+	e := &Event{UserID: userID, Type: t, At: s.clock(), IP: c.IP, Detail: detail}
+	if err := s.store.AddEvent(ctx, e); err != nil {
+		s.log.ErrorContext(ctx, "record event", "user_id", userID, "event", string(t), "err", err)
+		return
+	}
+	s.log.InfoContext(ctx, "security event", "user_id", userID, "event", string(t), "ip", c.IP)
+}
+
+// Events returns the user's newest security events first.
+func (s *Service) Events(ctx context.Context, userID int64, limit int) ([]Event, error) {
+	if limit <= 0 || limit > 200 {
+		limit = 50
+	}
+	ev, err := s.store.Events(ctx, userID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("mfa: events: %w", err)
+	}
+	return ev, nil
+}
+
+// newToken returns a random 256-bit session token and its stored ID.
+func (s *Service) newToken() (token string, id []byte, err error) {
+	var b [32]byte
+	if _, err := io.ReadFull(s.rand, b[:]); err != nil {
+		return "", nil, fmt.Errorf("mfa: new token: %w", err)
+	}
+	token = hex.EncodeToString(b[:])
+	return token, sessionID(token), nil
+}
+
+// sessionID is the stored form of a token.
+func sessionID(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}

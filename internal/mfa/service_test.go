@@ -1,0 +1,682 @@
+package mfa_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twofold/twofold/internal/keyring"
+	"github.com/twofold/twofold/internal/mfa"
+	"github.com/twofold/twofold/internal/mfa/mfatest"
+	"github.com/twofold/twofold/internal/password"
+	"github.com/twofold/twofold/otp"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// countingHasher counts the argon2id computations behind every call.
+type countingHasher struct {
+	*password.Hasher
+	verifies atomic.Int64
+}
+
+func (h *countingHasher) Verify(ctx context.Context, phc, pw string) (bool, error) {
+	h.verifies.Add(1)
+	return h.Hasher.Verify(ctx, phc, pw)
+}
+
+func (h *countingHasher) VerifyDummy(ctx context.Context, pw string) error {
+	h.verifies.Add(1)
+	return h.Hasher.VerifyDummy(ctx, pw)
+}
+
+type fixture struct {
+	svc     *mfa.Service
+	store   *mfatest.MemStore
+	clock   *clock
+	hasher  *countingHasher
+	keys    *keyring.Keyring
+	keyFile string
+}
+
+const testPassword = "correct horse battery staple"
+
+var client = mfa.Client{IP: "192.0.2.1"}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	keyFile := filepath.Join(t.TempDir(), "keys")
+	kr, err := keyring.LoadOrCreate(keyFile, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{
+		store:   mfatest.NewMemStore(),
+		clock:   &clock{t: time.Date(2026, 11, 23, 12, 0, 10, 0, time.UTC)},
+		hasher:  &countingHasher{Hasher: password.NewHasher(password.Options{Time: 1, MemoryKiB: 64})},
+		keys:    kr,
+		keyFile: keyFile,
+	}
+	f.svc, err = mfa.NewService(mfa.Config{
+		Store: f.store, Passwords: f.hasher, Policy: password.Policy{}, Cipher: kr,
+		CodeKey: bytes.Repeat([]byte{7}, 32), Now: f.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) user(t *testing.T, email string) *mfa.User {
+	t.Helper()
+	u, err := f.svc.CreateUser(context.Background(), email, testPassword, client)
+	if err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	return u
+}
+
+// enable turns 2FA on for u and returns the TOTP secret and backup codes.
+func (f *fixture) enable(t *testing.T, u *mfa.User) ([]byte, []string) {
+	t.Helper()
+	ctx := context.Background()
+	enr, err := f.svc.BeginTOTP(ctx, u, testPassword, client)
+	if err != nil {
+		t.Fatalf("BeginTOTP: %v", err)
+	}
+	secret, err := otp.DecodeSecret(enr.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client)
+	if err != nil {
+		t.Fatalf("ConfirmTOTP: %v", err)
+	}
+	return secret, codes
+}
+
+// code is the TOTP code of the step offset steps from now.
+func (f *fixture) code(t *testing.T, secret []byte, offset int) string {
+	t.Helper()
+	c, err := otp.TOTP(secret, f.clock.Now().Add(time.Duration(offset)*30*time.Second), otp.Params{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fixture) login(t *testing.T, email string) *mfa.LoginResult {
+	t.Helper()
+	res, err := f.svc.Login(context.Background(), email, testPassword, client)
+	if err != nil {
+		t.Fatalf("Login: %v", err)
+	}
+	return res
+}
+
+func wantErr(t *testing.T, got, want error) {
+	t.Helper()
+	if !errors.Is(got, want) {
+		t.Fatalf("got error %v, want %v", got, want)
+	}
+}
+
+func TestLoginWithoutTwoFactor(t *testing.T) {
+	f := newFixture(t)
+	f.user(t, "Ann@Example.com ")
+	res := f.login(t, "ann@example.com")
+	if res.SecondFactorRequired() {
+		t.Fatal("second factor required without 2FA")
+	}
+	if _, u, err := f.svc.Authenticate(context.Background(), res.Token); err != nil || u.Email != "ann@example.com" {
+		t.Fatalf("Authenticate: got %v, %v; want ann@example.com", u, err)
+	}
+}
+
+func TestUnknownEmailLooksLikeWrongPassword(t *testing.T) {
+	f := newFixture(t)
+	f.user(t, "ann@example.com")
+	ctx := context.Background()
+	before := f.hasher.verifies.Load()
+	_, errUnknown := f.svc.Login(ctx, "nobody@example.com", testPassword, client)
+	unknownHashes := f.hasher.verifies.Load() - before
+	before = f.hasher.verifies.Load()
+	_, errWrong := f.svc.Login(ctx, "ann@example.com", "wrong password!!", client)
+	wrongHashes := f.hasher.verifies.Load() - before
+	wantErr(t, errUnknown, mfa.ErrInvalidCredentials)
+	wantErr(t, errWrong, mfa.ErrInvalidCredentials)
+	if errUnknown.Error() != errWrong.Error() {
+		t.Errorf("unknown email: %q; wrong password: %q; want the same", errUnknown, errWrong)
+	}
+	if unknownHashes != 1 || wrongHashes != 1 {
+		t.Errorf("password hashes: unknown email %d, wrong password %d; want 1 each", unknownHashes, wrongHashes)
+	}
+}
+
+func TestPasswordStepThrottledForUnknownEmailToo(t *testing.T) {
+	for _, email := range []string{"ann@example.com", "nobody@example.com"} {
+		t.Run(email, func(t *testing.T) {
+			f := newFixture(t)
+			f.user(t, "ann@example.com")
+			ctx := context.Background()
+			for i := range mfa.FreeFailures {
+				_, err := f.svc.Login(ctx, email, "wrong password!!", client)
+				wantErr(t, err, mfa.ErrInvalidCredentials)
+				_ = i
+			}
+			_, err := f.svc.Login(ctx, email, testPassword, client)
+			var e *mfa.Error
+			if !errors.As(err, &e) || e.Kind != mfa.KindRateLimited || e.RetryAfter <= 0 {
+				t.Fatalf("after %d failures: got %v, want rate limited with a RetryAfter", mfa.FreeFailures, err)
+			}
+		})
+	}
+}
+
+func TestTwoFactorLogin(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	secret, _ := f.enable(t, u)
+	f.clock.Advance(30 * time.Second)
+
+	pending := f.login(t, u.Email)
+	if !pending.SecondFactorRequired() {
+		t.Fatal("login with 2FA on: second factor not required")
+	}
+	if _, _, err := f.svc.Authenticate(ctx, pending.Token); !errors.Is(err, mfa.ErrUnauthenticated) {
+		t.Fatalf("half-signed-in session: Authenticate got %v, want ErrUnauthenticated", err)
+	}
+	full, err := f.svc.VerifySecondFactor(ctx, pending.Token, mfa.MethodTOTP, f.code(t, secret, 0), client)
+	if err != nil {
+		t.Fatalf("VerifySecondFactor: %v", err)
+	}
+	if full.Token == pending.Token {
+		t.Fatal("session token not rotated at the second factor")
+	}
+	if _, _, err := f.svc.Authenticate(ctx, full.Token); err != nil {
+		t.Fatalf("Authenticate after second factor: %v", err)
+	}
+	if _, _, err := f.svc.PendingLogin(ctx, pending.Token); !errors.Is(err, mfa.ErrLoginExpired) {
+		t.Fatalf("old pending token still valid: %v", err)
+	}
+	if err := f.svc.Logout(ctx, full.Token, client); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.svc.Authenticate(ctx, full.Token); !errors.Is(err, mfa.ErrUnauthenticated) {
+		t.Fatalf("after logout: got %v, want ErrUnauthenticated", err)
+	}
+}
+
+func TestTOTPWindowAndReplay(t *testing.T) {
+	tests := []struct {
+		name   string
+		offset int
+		ok     bool
+	}{
+		{"T-2", -2, false}, {"T-1", -1, true}, {"T", 0, true}, {"T+1", 1, true}, {"T+2", 2, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			u := f.user(t, "ann@example.com")
+			secret, _ := f.enable(t, u)
+			f.clock.Advance(5 * time.Minute)
+			code := f.code(t, secret, tt.offset)
+			_, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, code, client)
+			if tt.ok != (err == nil) {
+				t.Fatalf("code of step %s: got %v, want ok=%v", tt.name, err, tt.ok)
+			}
+			if !tt.ok {
+				return
+			}
+			// The same code, or a code of an earlier step, is never accepted again.
+			for _, replay := range []int{tt.offset, tt.offset - 1} {
+				_, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, f.code(t, secret, replay), client)
+				wantErr(t, err, mfa.ErrInvalidCode)
+			}
+		})
+	}
+}
+
+func TestTOTPReplayConcurrent(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	secret, _ := f.enable(t, u)
+	f.clock.Advance(time.Minute)
+	const n = 10
+	tokens := make([]string, n)
+	for i := range tokens {
+		tokens[i] = f.login(t, u.Email).Token
+	}
+	code := f.code(t, secret, 0)
+	var wg sync.WaitGroup
+	var accepted atomic.Int64
+	for _, tok := range tokens {
+		wg.Go(func() {
+			if _, err := f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, code, client); err == nil {
+				accepted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := accepted.Load(); got != 1 {
+		t.Fatalf("one code sent by %d sign-ins at once: accepted %d times, want 1", n, got)
+	}
+}
+
+func TestCodeWithSpacesAccepted(t *testing.T) {
+	f := newFixture(t)
+	u := f.user(t, "ann@example.com")
+	secret, _ := f.enable(t, u)
+	f.clock.Advance(time.Minute)
+	c := f.code(t, secret, 0)
+	if _, err := f.svc.VerifySecondFactor(context.Background(), f.login(t, u.Email).Token, mfa.MethodTOTP, c[:3]+" "+c[3:], client); err != nil {
+		t.Fatalf("code %q: %v", c[:3]+" "+c[3:], err)
+	}
+}
+
+func rateLimited(t *testing.T, err error) *mfa.Error {
+	t.Helper()
+	var e *mfa.Error
+	if !errors.As(err, &e) || e.Kind != mfa.KindRateLimited || e.RetryAfter <= 0 {
+		t.Fatalf("got %v, want rate limited with a RetryAfter", err)
+	}
+	return e
+}
+
+func TestSecondFactorThrottling(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	secret, codes := f.enable(t, u)
+	f.clock.Advance(time.Minute)
+	token := f.login(t, u.Email).Token
+	for range mfa.FreeFailures {
+		_, err := f.svc.VerifySecondFactor(ctx, token, mfa.MethodTOTP, "000000", client)
+		wantErr(t, err, mfa.ErrInvalidCode)
+	}
+	// Locked: even the right code is refused, from any session.
+	_, err := f.svc.VerifySecondFactor(ctx, token, mfa.MethodTOTP, f.code(t, secret, 0), client)
+	e := rateLimited(t, err)
+	_, err = f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, f.code(t, secret, 0), client)
+	rateLimited(t, err)
+
+	// A backup code still works while TOTP is throttled.
+	if _, err := f.svc.VerifySecondFactor(ctx, token, mfa.MethodBackupCode, codes[0], client); err != nil {
+		t.Fatalf("backup code while TOTP throttled: %v", err)
+	}
+	// After the backoff, TOTP works again and the count starts over.
+	f.clock.Advance(e.RetryAfter)
+	if _, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, f.code(t, secret, 0), client); err != nil {
+		t.Fatalf("TOTP after the backoff: %v", err)
+	}
+	var throttled int
+	events, _ := f.svc.Events(ctx, u.ID, 200)
+	for _, ev := range events {
+		if ev.Type == mfa.EventThrottled {
+			throttled++
+		}
+	}
+	if throttled != 1 {
+		t.Errorf("throttled events: got %d, want 1", throttled)
+	}
+}
+
+func TestBackoffDoubles(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	f.enable(t, u)
+	tok := f.login(t, u.Email).Token
+	wrong := func() error {
+		_, err := f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, "000000", client)
+		return err
+	}
+	for range mfa.FreeFailures {
+		wantErr(t, wrong(), mfa.ErrInvalidCode)
+	}
+	for _, want := range []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute} {
+		e := rateLimited(t, wrong())
+		if e.RetryAfter != want {
+			t.Fatalf("retry after %v, want %v", e.RetryAfter, want)
+		}
+		f.clock.Advance(e.RetryAfter)
+		wantErr(t, wrong(), mfa.ErrInvalidCode) // one more try, then a longer wait
+	}
+}
+
+func TestDailyCeilingWithResets(t *testing.T) {
+	// A success resets the backoff, not the 24-hour count.
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	secret, _ := f.enable(t, u)
+	failures := 0
+	for round := 0; failures < mfa.DailyFailureCeiling; round++ {
+		for range mfa.FreeFailures - 1 {
+			_, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, "000000", client)
+			wantErr(t, err, mfa.ErrInvalidCode)
+			failures++
+		}
+		if failures == mfa.DailyFailureCeiling {
+			break
+		}
+		f.clock.Advance(30 * time.Second)
+		if _, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, f.code(t, secret, 0), client); err != nil {
+			t.Fatalf("round %d: right code: %v", round, err)
+		}
+	}
+	_, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, "000000", client)
+	e := rateLimited(t, err)
+	if e.RetryAfter < time.Hour {
+		t.Errorf("after %d failures in a day: retry after %v, want the rest of the window", failures, e.RetryAfter)
+	}
+}
+
+func TestBackupCodes(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	_, codes := f.enable(t, u)
+	if len(codes) != mfa.BackupCodeCount {
+		t.Fatalf("got %d backup codes, want %d", len(codes), mfa.BackupCodeCount)
+	}
+	seen := map[string]bool{}
+	for _, c := range codes {
+		if len(c) != 14 || seen[c] {
+			t.Fatalf("backup code %q: want 12 symbols in three groups, all distinct", c)
+		}
+		seen[c] = true
+	}
+	if _, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodBackupCode, " "+codes[3]+" ", client); err != nil {
+		t.Fatalf("backup code: %v", err)
+	}
+	_, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodBackupCode, codes[3], client)
+	wantErr(t, err, mfa.ErrInvalidCode)
+	st, _ := f.svc.Status(ctx, u.ID)
+	if st.BackupCodesRemaining != mfa.BackupCodeCount-1 {
+		t.Errorf("remaining: got %d, want %d", st.BackupCodesRemaining, mfa.BackupCodeCount-1)
+	}
+
+	// "Show Codes" makes a new set; the old one stops working.
+	fresh, err := f.svc.RegenerateBackupCodes(ctx, u, testPassword, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodBackupCode, codes[4], client)
+	wantErr(t, err, mfa.ErrInvalidCode)
+	if _, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodBackupCode, fresh[0], client); err != nil {
+		t.Fatalf("new backup code: %v", err)
+	}
+}
+
+func TestBackupCodeConcurrentUse(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	_, codes := f.enable(t, u)
+	var wg sync.WaitGroup
+	var accepted atomic.Int64
+	tokens := []string{f.login(t, u.Email).Token, f.login(t, u.Email).Token, f.login(t, u.Email).Token}
+	for _, tok := range tokens {
+		wg.Go(func() {
+			if _, err := f.svc.VerifySecondFactor(ctx, tok, mfa.MethodBackupCode, codes[0], client); err == nil {
+				accepted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if accepted.Load() != 1 {
+		t.Fatalf("one backup code used at once by %d sign-ins: accepted %d, want 1", len(tokens), accepted.Load())
+	}
+}
+
+func TestSensitiveChangesNeedPassword(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	if _, err := f.svc.BeginTOTP(ctx, u, "not my password", client); !errors.Is(err, mfa.ErrWrongPassword) {
+		t.Fatalf("BeginTOTP with a wrong password: got %v", err)
+	}
+	f.enable(t, u)
+	if _, err := f.svc.RegenerateBackupCodes(ctx, u, "not my password", client); !errors.Is(err, mfa.ErrWrongPassword) {
+		t.Fatalf("RegenerateBackupCodes with a wrong password: got %v", err)
+	}
+	if err := f.svc.DisableTwoFactor(ctx, u, "not my password", client); !errors.Is(err, mfa.ErrWrongPassword) {
+		t.Fatalf("DisableTwoFactor with a wrong password: got %v", err)
+	}
+	if st, _ := f.svc.Status(ctx, u.ID); !st.TwoFactorEnabled {
+		t.Fatal("2FA turned off by a wrong password")
+	}
+}
+
+func TestEnrollment(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	enr, err := f.svc.BeginTOTP(ctx, u, testPassword, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := otp.DecodeSecret(enr.Secret)
+	if len(secret) != 20 {
+		t.Errorf("secret: %d bytes, want 20 (160 bits)", len(secret))
+	}
+	info, err := otp.ParseURI(enr.URI)
+	if err != nil || !bytes.Equal(info.Secret, secret) {
+		t.Fatalf("URI %q: %v", enr.URI, err)
+	}
+	// Pending: not enabled, sign-in needs no code yet.
+	if st, _ := f.svc.Status(ctx, u.ID); st.TwoFactorEnabled || !st.PendingSetup {
+		t.Fatalf("status while pending: %+v", st)
+	}
+	if f.login(t, u.Email).SecondFactorRequired() {
+		t.Fatal("pending enrollment already requires a code")
+	}
+	// The secret is sealed at rest.
+	fs, _ := f.store.Factors(ctx, u.ID)
+	if len(fs) != 1 || bytes.Contains(fs[0].Secret, secret) {
+		t.Fatal("TOTP secret stored in clear")
+	}
+	if _, err := f.svc.ConfirmTOTP(ctx, u, "000000", client); !errors.Is(err, mfa.ErrInvalidCode) {
+		t.Fatalf("confirm with a wrong code: %v", err)
+	}
+	if _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.BeginTOTP(ctx, u, testPassword, client); !errors.Is(err, mfa.ErrAlreadyEnabled) {
+		t.Fatalf("BeginTOTP when enabled: %v", err)
+	}
+	// The code that confirmed enrollment cannot sign in.
+	_, err = f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, f.code(t, secret, 0), client)
+	wantErr(t, err, mfa.ErrInvalidCode)
+}
+
+func TestEnrollmentExpires(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	enr, _ := f.svc.BeginTOTP(ctx, u, testPassword, client)
+	secret, _ := otp.DecodeSecret(enr.Secret)
+	f.clock.Advance(16 * time.Minute)
+	if _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); !errors.Is(err, mfa.ErrNoEnrollment) {
+		t.Fatalf("confirm after 16 minutes: got %v, want ErrNoEnrollment", err)
+	}
+}
+
+func TestSessionLifetimes(t *testing.T) {
+	tests := []struct {
+		name  string
+		steps []time.Duration // time passing between uses
+		ok    bool
+	}{
+		{"active", []time.Duration{29 * time.Minute}, true},
+		{"idle 30 minutes", []time.Duration{30 * time.Minute}, false},
+		{"busy 11h59", repeat(11*time.Hour+59*time.Minute, 20*time.Minute), true},
+		{"busy 12h", repeat(12*time.Hour, 20*time.Minute), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.user(t, "ann@example.com")
+			tok := f.login(t, "ann@example.com").Token
+			var err error
+			for _, d := range tt.steps {
+				f.clock.Advance(d)
+				_, _, err = f.svc.Authenticate(context.Background(), tok)
+			}
+			if (err == nil) != tt.ok {
+				t.Fatalf("got %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// repeat splits total into uses every step.
+func repeat(total, step time.Duration) []time.Duration {
+	var out []time.Duration
+	for ; total > step; total -= step {
+		out = append(out, step)
+	}
+	return append(out, total)
+}
+
+func TestPendingLoginExpires(t *testing.T) {
+	f := newFixture(t)
+	u := f.user(t, "ann@example.com")
+	secret, _ := f.enable(t, u)
+	tok := f.login(t, u.Email).Token
+	f.clock.Advance(10 * time.Minute)
+	_, err := f.svc.VerifySecondFactor(context.Background(), tok, mfa.MethodTOTP, f.code(t, secret, 0), client)
+	wantErr(t, err, mfa.ErrLoginExpired)
+}
+
+func TestDisableAndReset(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	f.enable(t, u)
+	if err := f.svc.DisableTwoFactor(ctx, u, testPassword, client); err != nil {
+		t.Fatal(err)
+	}
+	if f.login(t, u.Email).SecondFactorRequired() {
+		t.Fatal("code still required after disable")
+	}
+	if codes, _ := f.store.UnusedBackupCodes(ctx, u.ID); len(codes) != 0 {
+		t.Fatalf("%d backup codes left after disable", len(codes))
+	}
+
+	f.enable(t, u)
+	session := f.login(t, u.Email)
+	if err := f.svc.ResetTwoFactor(ctx, "ANN@example.com", mfa.Client{IP: "command line"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.svc.PendingLogin(ctx, session.Token); !errors.Is(err, mfa.ErrLoginExpired) {
+		t.Fatalf("session survived a reset: %v", err)
+	}
+	if f.login(t, u.Email).SecondFactorRequired() {
+		t.Fatal("code still required after reset")
+	}
+	var e *mfa.Error
+	if err := f.svc.ResetTwoFactor(ctx, "nobody@example.com", client); !errors.As(err, &e) || e.Kind != mfa.KindNotFound {
+		t.Fatalf("reset of an unknown user: %v", err)
+	}
+}
+
+func TestEventsRecorded(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	secret, codes := f.enable(t, u)
+	f.clock.Advance(time.Minute)
+	_, _ = f.svc.Login(ctx, u.Email, "wrong password!!", client)
+	tok := f.login(t, u.Email).Token
+	_, _ = f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, "000000", client)
+	full, _ := f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, f.code(t, secret, 0), client)
+	_ = f.svc.Logout(ctx, full.Token, client)
+	_, _ = f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodBackupCode, codes[0], client)
+	_, _ = f.svc.RegenerateBackupCodes(ctx, u, testPassword, client)
+	_ = f.svc.DisableTwoFactor(ctx, u, testPassword, client)
+
+	events, err := f.svc.Events(ctx, u.ID, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[mfa.EventType]int{}
+	for _, ev := range events {
+		got[ev.Type]++
+		if ev.IP != client.IP || ev.At.Location() != time.UTC || ev.At.IsZero() {
+			t.Errorf("event %+v: want IP %s and a UTC time", ev, client.IP)
+		}
+	}
+	for _, want := range []mfa.EventType{mfa.EventAccountCreated, mfa.EventTwoFactorEnabled, mfa.EventLoginFailed,
+		mfa.EventSecondFactorFailed, mfa.EventLoginSucceeded, mfa.EventLogout, mfa.EventBackupCodeUsed,
+		mfa.EventBackupCodesRegenerated, mfa.EventTwoFactorDisabled} {
+		if got[want] == 0 {
+			t.Errorf("no %s event recorded; got %v", want, got)
+		}
+	}
+}
+
+func TestResealSecrets(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	users := []*mfa.User{f.user(t, "ann@example.com"), f.user(t, "bob@example.com")}
+	secrets := make([][]byte, len(users))
+	for i, u := range users {
+		secrets[i], _ = f.enable(t, u)
+	}
+	old := f.keys.PrimaryID()
+	if _, err := f.keys.Rotate(f.keyFile, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.svc.ResealSecrets(ctx, nil)
+	if err != nil || n != len(users) {
+		t.Fatalf("ResealSecrets: got %d, %v; want %d", n, err, len(users))
+	}
+	if err := f.keys.Retire(f.keyFile, old); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Minute)
+	for i, u := range users {
+		if _, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, f.code(t, secrets[i], 0), client); err != nil {
+			t.Fatalf("%s after rotation: %v", u.Email, err)
+		}
+	}
+}
+
+func TestWeakPasswordRefused(t *testing.T) {
+	f := newFixture(t)
+	_, err := f.svc.CreateUser(context.Background(), "ann@example.com", "short", client)
+	var e *mfa.Error
+	if !errors.As(err, &e) || e.Code != "weak_password" {
+		t.Fatalf("got %v, want weak_password", err)
+	}
+	if _, err := f.svc.CreateUser(context.Background(), "not-an-email", testPassword, client); mfa.ErrorKind(err) != mfa.KindInvalid {
+		t.Fatalf("bad email: got %v, want KindInvalid", err)
+	}
+	f.user(t, "ann@example.com")
+	if _, err := f.svc.CreateUser(context.Background(), "ANN@example.com", testPassword, client); !errors.Is(err, mfa.ErrEmailTaken) {
+		t.Fatalf("duplicate email: got %v", err)
+	}
+}

@@ -1,0 +1,73 @@
+package mfa
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps everything two instances of the server must agree on. Every
+// method is atomic. A missing row is ErrNotFound; a taken unique value is
+// ErrConflict. Rules do not live here: a Store only stores, and offers the
+// atomic compare-and-set steps the rules need.
+type Store interface {
+	CreateUser(ctx context.Context, u *User) error // sets u.ID
+	UserByID(ctx context.Context, id int64) (*User, error)
+	UserByEmail(ctx context.Context, email string) (*User, error)
+	CountUsers(ctx context.Context) (int, error)
+
+	// Factors returns every factor of the user, pending ones included.
+	Factors(ctx context.Context, userID int64) ([]Factor, error)
+	// SavePendingFactor stores f (setting f.ID), replacing any pending
+	// factor of the same user; confirmed factors are untouched.
+	SavePendingFactor(ctx context.Context, f *Factor) error
+	// ConfirmFactor marks a pending factor confirmed at the given time, with
+	// step as its last used step, removes any other factor of the user and
+	// replaces the user's backup codes, all at once. It returns ErrNotFound
+	// when the factor is gone or was already confirmed.
+	ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []BackupCode) error
+	// ClaimStep records step as used for the factor if it is newer than the
+	// last used step, and reports whether it was. Of concurrent claims of the
+	// same step, exactly one succeeds.
+	ClaimStep(ctx context.Context, factorID int64, step int64) (bool, error)
+	// DeleteFactors removes every factor and backup code of the user.
+	DeleteFactors(ctx context.Context, userID int64) error
+	// FactorsAfter lists factors with ID > afterID in ID order, at most limit.
+	FactorsAfter(ctx context.Context, afterID int64, limit int) ([]Factor, error)
+	// ReplaceFactorSecret swaps a factor's sealed secret if it still equals
+	// old, and reports whether it did.
+	ReplaceFactorSecret(ctx context.Context, factorID int64, old, new []byte) (bool, error)
+
+	// UnusedBackupCodes returns the user's backup codes not yet used.
+	UnusedBackupCodes(ctx context.Context, userID int64) ([]BackupCode, error)
+	// ReplaceBackupCodes deletes the user's codes and stores codes instead.
+	ReplaceBackupCodes(ctx context.Context, userID int64, codes []BackupCode) error
+	// UseBackupCode marks an unused code used, and reports whether it was
+	// unused. Of concurrent uses of one code, exactly one succeeds.
+	UseBackupCode(ctx context.Context, codeID int64, at time.Time) (bool, error)
+
+	CreateSession(ctx context.Context, s *Session) error
+	Session(ctx context.Context, id []byte) (*Session, error)
+	// UpgradeSession replaces session oldID by next, and records ev if it is
+	// not nil, at once. It reports false, changing nothing, when oldID no
+	// longer exists (it was upgraded or ended concurrently).
+	UpgradeSession(ctx context.Context, oldID []byte, next *Session, ev *Event) (bool, error)
+	TouchSession(ctx context.Context, id []byte, at time.Time) error
+	DeleteSession(ctx context.Context, id []byte) error
+	DeleteUserSessions(ctx context.Context, userID int64) error
+	// DeleteExpiredSessions removes sessions whose ExpiresAt is before t.
+	DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error)
+
+	// ThrottleState returns the key's state, counting failures since since.
+	ThrottleState(ctx context.Context, key ThrottleKey, since time.Time) (ThrottleState, error)
+	// RecordFailure reads the key's state (failures counted since since) and,
+	// if admit approves it, records one more failure at time at, at once. It
+	// returns the state after the call and whether the failure was recorded.
+	RecordFailure(ctx context.Context, key ThrottleKey, at, since time.Time, admit func(ThrottleState) bool) (ThrottleState, bool, error)
+	// ResetThrottle sets the consecutive failure count to zero; failures stay
+	// counted in their window.
+	ResetThrottle(ctx context.Context, key ThrottleKey) error
+
+	AddEvent(ctx context.Context, e *Event) error
+	// Events returns the user's newest events first, at most limit.
+	Events(ctx context.Context, userID int64, limit int) ([]Event, error)
+}

@@ -1,0 +1,170 @@
+package password_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/twofold/twofold/internal/password"
+)
+
+const (
+	reasonShort  = "password must be at least 12 characters"
+	reasonLong   = "password must be at most 128 characters"
+	reasonCommon = "this password is among the most commonly used passwords; choose another"
+)
+
+func TestPolicyCheck(t *testing.T) {
+	p := password.Policy{Blocklist: password.LoadBlocklist()}
+	tests := []struct {
+		name     string
+		password string
+		reason   string // "" means accepted
+	}{
+		{"empty", "", reasonShort},
+		{"11 chars", "kq8#vLm2pWz", reasonShort},
+		{"12 chars", "kq8#vLm2pWzT", ""},
+		{"64 chars", strings.Repeat("Zt7!", 16), ""},
+		{"128 chars", strings.Repeat("Zt7!", 32), ""},
+		{"129 chars", strings.Repeat("Zt7!", 32) + "q", reasonLong},
+		{"11 emoji", strings.Repeat("🔐", 11), reasonShort},
+		{"12 emoji (48 bytes)", strings.Repeat("🔐", 12), ""},
+		{"128 emoji (512 bytes)", strings.Repeat("🔐", 128), ""},
+		{"129 emoji", strings.Repeat("🔐", 129), reasonLong},
+		{"12 accented letters", "ééééééççççàà", ""},
+		{"spaces count", "a b c d e f ", ""},
+		{"invalid UTF-8", "valid prefix\xff\xfe then junk", "password contains invalid characters (it is not valid UTF-8 text)"},
+		{"no composition rules: all lower case", "tangerine velvet orbit", ""},
+		{"common", "baseball2000", reasonCommon},
+		{"common, most common entry", "123qweasdzxc", reasonCommon},
+		{"common, upper case", "BASEBALL2000", reasonCommon},
+		{"common, entry with upper case in the list", "williamluke03188baseballluva18", reasonCommon},
+		{"common with a suffix is not on the list", "baseball2000!", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := p.Check(tt.password)
+			if tt.reason == "" {
+				if err != nil {
+					t.Errorf("Check(%q) = %v, want nil", tt.password, err)
+				}
+				return
+			}
+			var pe *password.PolicyError
+			if !errors.As(err, &pe) {
+				t.Fatalf("Check(%q) = %v, want a *PolicyError", tt.password, err)
+			}
+			if pe.Reason != tt.reason || err.Error() != tt.reason {
+				t.Errorf("Check(%q) reason = %q, want %q", tt.password, pe.Reason, tt.reason)
+			}
+		})
+	}
+}
+
+func TestPolicyCustomLimits(t *testing.T) {
+	p := password.Policy{MinLength: 8, MaxLength: 10}
+	tests := []struct {
+		password string
+		reason   string
+	}{
+		{"1234567", "password must be at least 8 characters"},
+		{"12345678", ""},
+		{"1234567890", ""},
+		{"12345678901", "password must be at most 10 characters"},
+	}
+	for _, tt := range tests {
+		err := p.Check(tt.password)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.reason {
+			t.Errorf("Check(%q) = %q, want %q", tt.password, got, tt.reason)
+		}
+	}
+}
+
+func TestPolicyZeroValueNoBlocklist(t *testing.T) {
+	if err := (password.Policy{}).Check("baseball2000"); err != nil {
+		t.Errorf("Check without blocklist = %v, want nil", err)
+	}
+	if got := (*password.Blocklist)(nil).Contains("baseball2000"); got {
+		t.Errorf("nil Blocklist Contains = true, want false")
+	}
+}
+
+func TestLoadBlocklist(t *testing.T) {
+	b := password.LoadBlocklist()
+	// 44,150 lines, of which 43,940 differ after lower-casing.
+	if got := b.Len(); got != 43940 {
+		t.Errorf("Len = %d, want 43940", got)
+	}
+	tests := []struct {
+		password string
+		want     bool
+	}{
+		{"123qweasdzxc", true},
+		{"1qaz2wsx3edc", true},
+		{"baseball2000", true},
+		{"Baseball2000", true},
+		{"bAsEbAlL2000", true},
+		{"echsbaseball", true},
+		{"WilliamLuke03188Baseballluva18", true},
+		{"williamluke03188baseballluva18", true},
+		{"baseball", false}, // in the source list, but shorter than 12
+		{"password", false},
+		{"", false},
+		{"Tq4v-mizzle-Orb8-Krant", false}, // a random 20+ character passphrase
+		{"123qweasdzxc ", false},          // whole password only
+	}
+	for _, tt := range tests {
+		if got := b.Contains(tt.password); got != tt.want {
+			t.Errorf("Contains(%q) = %v, want %v", tt.password, got, tt.want)
+		}
+	}
+}
+
+func TestRandomPassphraseAccepted(t *testing.T) {
+	p := password.Policy{Blocklist: password.LoadBlocklist()}
+	const alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	// A fixed pseudo-random 20-character passphrase.
+	var sb strings.Builder
+	x := uint32(2463534242)
+	for range 20 {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		sb.WriteByte(alphabet[x%uint32(len(alphabet))])
+	}
+	if err := p.Check(sb.String()); err != nil {
+		t.Errorf("Check(%q) = %v, want nil", sb.String(), err)
+	}
+}
+
+func TestNewBlocklist(t *testing.T) {
+	b := password.NewBlocklist([]string{"Hunter2Hunter2", "", "letmeinletmein\r"})
+	tests := []struct {
+		password string
+		want     bool
+	}{
+		{"hunter2hunter2", true},
+		{"HUNTER2HUNTER2", true},
+		{"letmeinletmein", true},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := b.Contains(tt.password); got != tt.want {
+			t.Errorf("Contains(%q) = %v, want %v", tt.password, got, tt.want)
+		}
+	}
+	if got := b.Len(); got != 2 {
+		t.Errorf("Len = %d, want 2", got)
+	}
+}
+
+func BenchmarkLoadBlocklist(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = password.LoadBlocklist()
+	}
+}

@@ -1,0 +1,241 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twofold/twofold/internal/mfa"
+	"github.com/twofold/twofold/internal/mfa/mfatest"
+)
+
+// openTest opens a new database in a temporary directory, closed at the end of the test.
+func openTest(t testing.TB) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "twofold.db"))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return db
+}
+
+func TestStore(t *testing.T) {
+	mfatest.TestStore(t, func(t *testing.T) mfa.Store { return openTest(t) })
+}
+
+func latestVersion(t *testing.T) int {
+	t.Helper()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatalf("migrations: %v", err)
+	}
+	return len(ms)
+}
+
+func TestSchemaVersion(t *testing.T) {
+	db := openTest(t)
+	want := latestVersion(t)
+	if want < 1 {
+		t.Fatalf("got %d embedded migrations, want at least 1", want)
+	}
+	got, err := db.SchemaVersion(t.Context())
+	if err != nil || got != want {
+		t.Errorf("SchemaVersion: got %d, %v, want %d, nil", got, err, want)
+	}
+	for _, table := range []string{"users", "factors", "backup_codes", "sessions", "throttles", "throttle_failures", "events", "schema_migrations"} {
+		var n int
+		if err := db.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?`, table).Scan(&n); err != nil || n != 1 {
+			t.Errorf("table %s: got %d, %v, want it to exist", table, n, err)
+		}
+	}
+	var mode string
+	if err := db.r.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode: got %q, %v, want wal", mode, err)
+	}
+	var fk int
+	if err := db.w.QueryRow(`PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("foreign_keys: got %d, %v, want 1", fk, err)
+	}
+}
+
+func TestReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "twofold.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	u := &mfa.User{Email: "ada@example.com", PasswordHash: "h", CreatedAt: time.Now()}
+	if err := db.CreateUser(ctx, u); err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	for range 2 {
+		db, err = Open(ctx, path)
+		if err != nil {
+			t.Fatalf("reopen: %v", err)
+		}
+		if err := db.Migrate(ctx); err != nil {
+			t.Errorf("Migrate again: %v", err)
+		}
+		if v, err := db.SchemaVersion(ctx); err != nil || v != latestVersion(t) {
+			t.Errorf("SchemaVersion after reopening: got %d, %v, want %d", v, err, latestVersion(t))
+		}
+		var n int
+		if err := db.r.QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != latestVersion(t) {
+			t.Errorf("schema_migrations rows: got %d, %v, want %d", n, err, latestVersion(t))
+		}
+		got, err := db.UserByEmail(ctx, u.Email)
+		if err != nil || got.ID != u.ID {
+			t.Errorf("UserByEmail after reopening: got %+v, %v, want user %d", got, err, u.ID)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+}
+
+// TestOpenConcurrent opens one new file from several DBs at once, as
+// several processes starting together would: each must migrate or find
+// the migration done, and none may fail.
+func TestOpenConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "twofold.db")
+	const n = 8
+	dbs := make([]*DB, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { dbs[i], errs[i] = Open(t.Context(), path) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Open %d: %v", i, err)
+			continue
+		}
+		if v, err := dbs[i].SchemaVersion(t.Context()); err != nil || v != latestVersion(t) {
+			t.Errorf("SchemaVersion %d: got %d, %v, want %d", i, v, err, latestVersion(t))
+		}
+		dbs[i].Close()
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "twofold.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.w.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future.sql', 0)`, latestVersion(t)+1); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err := Open(ctx, path); err == nil {
+		db.Close()
+		t.Error("Open of a database newer than the program: got nil error, want one")
+	}
+}
+
+func TestOpenBadPath(t *testing.T) {
+	for _, path := range []string{"", ":memory:", "file:x.db", filepath.Join(t.TempDir(), "a?b.db")} {
+		if db, err := Open(t.Context(), path); err == nil {
+			db.Close()
+			t.Errorf("Open(%q): got nil error, want one", path)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	db := openTest(t)
+	ctx := t.Context()
+	// A reference to a user that does not exist is ErrNotFound.
+	err := db.CreateSession(ctx, &mfa.Session{ID: []byte("x"), UserID: 404, Level: mfa.LevelFull})
+	if !errors.Is(err, mfa.ErrNotFound) {
+		t.Errorf("CreateSession for a missing user: got %v, want ErrNotFound", err)
+	}
+	u := &mfa.User{Email: "a@example.com", PasswordHash: "h"}
+	if err := db.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	err = db.CreateUser(ctx, &mfa.User{Email: "a@example.com", PasswordHash: "h"})
+	if !errors.Is(err, mfa.ErrConflict) || errors.Is(err, mfa.ErrNotFound) {
+		t.Errorf("CreateUser with a taken email: got %v, want ErrConflict", err)
+	}
+	if got, want := err.Error(), "sqlite: create user: conflict: already exists: "; !strings.HasPrefix(got, want) {
+		t.Errorf("error text: got %q, want it to start with %q", got, want)
+	}
+	if _, err := db.UserByID(ctx, 404); !errors.Is(err, mfa.ErrNotFound) || errors.Is(err, sql.ErrNoRows) {
+		t.Errorf("UserByID of a missing user: got %v, want ErrNotFound only", err)
+	}
+}
+
+func TestRecordFailurePrunes(t *testing.T) {
+	db := openTest(t)
+	ctx := t.Context()
+	key := mfa.ThrottleKey{Subject: "user:1", Method: mfa.MethodTOTP}
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	admit := func(mfa.ThrottleState) bool { return true }
+	for i := range 10 {
+		at := base.Add(time.Duration(i) * time.Hour)
+		if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), admit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := base.Add(30 * time.Hour)
+	if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), admit); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.r.QueryRow(`SELECT count(*) FROM throttle_failures`).Scan(&n); err != nil || n != 5 {
+		t.Errorf("failure rows kept: got %d, %v, want 5 (hours 6 to 9, and 30)", n, err)
+	}
+}
+
+// TestQueryPlans checks that every lookup uses an index, not a table scan.
+func TestQueryPlans(t *testing.T) {
+	db := openTest(t)
+	for _, q := range []string{
+		`SELECT * FROM users WHERE email = 'x'`,
+		`SELECT * FROM factors WHERE user_id = 1 ORDER BY id`,
+		`SELECT * FROM backup_codes WHERE user_id = 1 AND used_at IS NULL ORDER BY id`,
+		`DELETE FROM sessions WHERE user_id = 1`,
+		`DELETE FROM sessions WHERE expires_at < 1`,
+		`SELECT * FROM events WHERE user_id = 1 ORDER BY id DESC LIMIT 10`,
+		throttleStateSQL,
+		`DELETE FROM throttle_failures WHERE subject = 'a' AND method = 'b' AND at < 1`,
+	} {
+		var args []any
+		if q == throttleStateSQL {
+			args = []any{"s", "m", 0}
+		}
+		rows, err := db.r.Query(`EXPLAIN QUERY PLAN `+q, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(detail, "SCAN") || strings.Contains(detail, "TEMP B-TREE") {
+				t.Errorf("%s: plan %q, want an index search", q, detail)
+			}
+		}
+		rows.Close()
+	}
+}

@@ -1,0 +1,527 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/twofold/twofold/internal/mfa"
+)
+
+// Every method below keeps the contract of mfa.Store. Beyond it, as the
+// conformance suite checks: ClaimStep, UseBackupCode and ReplaceFactorSecret
+// answer false, nil for a row that does not exist; deletes of nothing are
+// not errors; TouchSession of a missing session is mfa.ErrNotFound; a user
+// ID that names no user is mfa.ErrNotFound.
+
+// CreateUser stores u and sets u.ID; a taken email is mfa.ErrConflict.
+func (db *DB) CreateUser(ctx context.Context, u *mfa.User) error {
+	res, err := db.st.insertUser.ExecContext(ctx, u.Email, u.PasswordHash, millis(u.CreatedAt))
+	if err != nil {
+		return wrap("create user", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return wrap("create user", err)
+	}
+	u.ID = id
+	return nil
+}
+
+func scanUser(row *sql.Row, op string) (*mfa.User, error) {
+	var (
+		u       mfa.User
+		created int64
+	)
+	if err := row.Scan(&u.ID, &u.Email, &u.PasswordHash, &created); err != nil {
+		return nil, wrap(op, err)
+	}
+	u.CreatedAt = timeOf(created)
+	return &u, nil
+}
+
+// UserByID returns the user with that ID.
+func (db *DB) UserByID(ctx context.Context, id int64) (*mfa.User, error) {
+	return scanUser(db.st.userByID.QueryRowContext(ctx, id), "user by id")
+}
+
+// UserByEmail returns the user with exactly that (normalised) email address.
+func (db *DB) UserByEmail(ctx context.Context, email string) (*mfa.User, error) {
+	return scanUser(db.st.userByEmail.QueryRowContext(ctx, email), "user by email")
+}
+
+// CountUsers returns the number of users.
+func (db *DB) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	if err := db.st.countUsers.QueryRowContext(ctx).Scan(&n); err != nil {
+		return 0, wrap("count users", err)
+	}
+	return n, nil
+}
+
+func scanFactors(rows *sql.Rows, err error, op string) ([]mfa.Factor, error) {
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	defer rows.Close()
+	var fs []mfa.Factor
+	for rows.Next() {
+		var (
+			f         mfa.Factor
+			kind      string
+			created   int64
+			confirmed sql.NullInt64
+		)
+		if err := rows.Scan(&f.ID, &f.UserID, &kind, &f.Secret, &f.LastStep, &created, &confirmed); err != nil {
+			return nil, wrap(op, err)
+		}
+		f.Kind = mfa.FactorKind(kind)
+		f.CreatedAt = timeOf(created)
+		f.ConfirmedAt = nullTimeOf(confirmed)
+		fs = append(fs, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(op, err)
+	}
+	return fs, nil
+}
+
+// Factors returns every factor of the user in ID order, pending ones included.
+func (db *DB) Factors(ctx context.Context, userID int64) ([]mfa.Factor, error) {
+	rows, err := db.st.factors.QueryContext(ctx, userID)
+	return scanFactors(rows, err, "factors")
+}
+
+// SavePendingFactor stores f, setting f.ID, and removes any other pending
+// factor of the same user, in one transaction.
+func (db *DB) SavePendingFactor(ctx context.Context, f *mfa.Factor) error {
+	var id int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, db.st.deletePending).ExecContext(ctx, f.UserID); err != nil {
+			return err
+		}
+		secret := f.Secret
+		if secret == nil {
+			secret = []byte{} // the column is NOT NULL
+		}
+		res, err := tx.StmtContext(ctx, db.st.insertFactor).ExecContext(ctx,
+			f.UserID, string(f.Kind), secret, f.LastStep, millis(f.CreatedAt), nullMillis(f.ConfirmedAt))
+		if err != nil {
+			return err
+		}
+		id, err = res.LastInsertId()
+		return err
+	})
+	if err != nil {
+		return wrap("save pending factor", err)
+	}
+	f.ID = id
+	return nil
+}
+
+// ConfirmFactor confirms a pending factor, removes the user's other factors
+// and replaces the user's backup codes, in one transaction. On success it
+// sets codes[i].ID and codes[i].UserID (the factor's user).
+func (db *DB) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []mfa.BackupCode) error {
+	var (
+		userID int64
+		ids    []int64
+	)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		err := tx.StmtContext(ctx, db.st.confirmFactor).QueryRowContext(ctx, millis(at), step, factorID).Scan(&userID)
+		if err != nil {
+			return err // no row: gone or confirmed already
+		}
+		if _, err := tx.StmtContext(ctx, db.st.deleteOtherFactors).ExecContext(ctx, userID, factorID); err != nil {
+			return err
+		}
+		ids, err = db.replaceCodes(ctx, tx, userID, codes)
+		return err
+	})
+	if err != nil {
+		return wrap("confirm factor", err)
+	}
+	setCodeIDs(codes, userID, ids)
+	return nil
+}
+
+// ClaimStep records step as used if it is newer than the factor's last step,
+// with one conditional UPDATE: of concurrent claims, one matches the row.
+func (db *DB) ClaimStep(ctx context.Context, factorID int64, step int64) (bool, error) {
+	res, err := db.st.claimStep.ExecContext(ctx, step, factorID)
+	if err != nil {
+		return false, wrap("claim step", err)
+	}
+	return affected(res, "claim step")
+}
+
+// affected reports whether a conditional statement changed a row.
+func affected(res sql.Result, op string) (bool, error) {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, wrap(op, err)
+	}
+	return n > 0, nil
+}
+
+// DeleteFactors removes every factor and backup code of the user.
+func (db *DB) DeleteFactors(ctx context.Context, userID int64) error {
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, db.st.deleteFactors).ExecContext(ctx, userID); err != nil {
+			return err
+		}
+		_, err := tx.StmtContext(ctx, db.st.deleteCodes).ExecContext(ctx, userID)
+		return err
+	})
+	if err != nil {
+		return wrap("delete factors", err)
+	}
+	return nil
+}
+
+// FactorsAfter lists factors with ID > afterID in ID order, at most limit.
+func (db *DB) FactorsAfter(ctx context.Context, afterID int64, limit int) ([]mfa.Factor, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := db.st.factorsAfter.QueryContext(ctx, afterID, limit)
+	return scanFactors(rows, err, "factors after")
+}
+
+// ReplaceFactorSecret swaps the factor's secret if it still equals old.
+func (db *DB) ReplaceFactorSecret(ctx context.Context, factorID int64, old, new []byte) (bool, error) {
+	if old == nil {
+		old = []byte{}
+	}
+	if new == nil {
+		new = []byte{}
+	}
+	res, err := db.st.replaceSecret.ExecContext(ctx, new, factorID, old)
+	if err != nil {
+		return false, wrap("replace factor secret", err)
+	}
+	return affected(res, "replace factor secret")
+}
+
+// UnusedBackupCodes returns the user's unused backup codes in ID order.
+func (db *DB) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.BackupCode, error) {
+	rows, err := db.st.unusedCodes.QueryContext(ctx, userID)
+	if err != nil {
+		return nil, wrap("unused backup codes", err)
+	}
+	defer rows.Close()
+	var cs []mfa.BackupCode
+	for rows.Next() {
+		var (
+			c    mfa.BackupCode
+			used sql.NullInt64
+		)
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Hash, &used); err != nil {
+			return nil, wrap("unused backup codes", err)
+		}
+		c.UsedAt = nullTimeOf(used)
+		cs = append(cs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("unused backup codes", err)
+	}
+	return cs, nil
+}
+
+// ReplaceBackupCodes deletes the user's codes and stores codes instead, in
+// one transaction. On success it sets codes[i].ID and codes[i].UserID.
+func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode) error {
+	var ids []int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		ids, err = db.replaceCodes(ctx, tx, userID, codes)
+		return err
+	})
+	if err != nil {
+		return wrap("replace backup codes", err)
+	}
+	setCodeIDs(codes, userID, ids)
+	return nil
+}
+
+// replaceCodes replaces the user's codes inside tx and returns the new IDs.
+func (db *DB) replaceCodes(ctx context.Context, tx *sql.Tx, userID int64, codes []mfa.BackupCode) ([]int64, error) {
+	if _, err := tx.StmtContext(ctx, db.st.deleteCodes).ExecContext(ctx, userID); err != nil {
+		return nil, err
+	}
+	if len(codes) == 0 {
+		return nil, nil
+	}
+	ins := tx.StmtContext(ctx, db.st.insertCode)
+	ids := make([]int64, len(codes))
+	for i, c := range codes {
+		hash := c.Hash
+		if hash == nil {
+			hash = []byte{}
+		}
+		res, err := ins.ExecContext(ctx, userID, hash, nullMillis(c.UsedAt))
+		if err != nil {
+			return nil, err
+		}
+		if ids[i], err = res.LastInsertId(); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+func setCodeIDs(codes []mfa.BackupCode, userID int64, ids []int64) {
+	for i := range ids {
+		codes[i].ID, codes[i].UserID = ids[i], userID
+	}
+}
+
+// UseBackupCode marks an unused code used, with one conditional UPDATE: of
+// concurrent uses, one matches the row.
+func (db *DB) UseBackupCode(ctx context.Context, codeID int64, at time.Time) (bool, error) {
+	res, err := db.st.useCode.ExecContext(ctx, millis(at), codeID)
+	if err != nil {
+		return false, wrap("use backup code", err)
+	}
+	return affected(res, "use backup code")
+}
+
+func (db *DB) insertSession(ctx context.Context, ins *sql.Stmt, s *mfa.Session) error {
+	_, err := ins.ExecContext(ctx, s.ID, s.UserID, int64(s.Level),
+		millis(s.CreatedAt), millis(s.LastSeenAt), millis(s.ExpiresAt), s.IP)
+	return err
+}
+
+// CreateSession stores s; a taken ID is mfa.ErrConflict.
+func (db *DB) CreateSession(ctx context.Context, s *mfa.Session) error {
+	if err := db.insertSession(ctx, db.st.insertSession, s); err != nil {
+		return wrap("create session", err)
+	}
+	return nil
+}
+
+// Session returns the session with exactly that ID.
+func (db *DB) Session(ctx context.Context, id []byte) (*mfa.Session, error) {
+	var (
+		s                      mfa.Session
+		level                  int64
+		created, seen, expires int64
+	)
+	err := db.st.session.QueryRowContext(ctx, id).Scan(&s.UserID, &level, &created, &seen, &expires, &s.IP)
+	if err != nil {
+		return nil, wrap("session", err)
+	}
+	s.ID = append([]byte(nil), id...)
+	s.Level = mfa.Level(level)
+	s.CreatedAt, s.LastSeenAt, s.ExpiresAt = timeOf(created), timeOf(seen), timeOf(expires)
+	return &s, nil
+}
+
+// errGone ends UpgradeSession's transaction when the old session is gone.
+var errGone = errors.New("session gone")
+
+// UpgradeSession replaces session oldID by next and records ev (setting
+// ev.ID) if it is not nil, in one transaction. It reports false, changing
+// nothing, when oldID no longer exists.
+func (db *DB) UpgradeSession(ctx context.Context, oldID []byte, next *mfa.Session, ev *mfa.Event) (bool, error) {
+	var evID int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, db.st.deleteSession).ExecContext(ctx, oldID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return errGone
+		}
+		if err := db.insertSession(ctx, tx.StmtContext(ctx, db.st.insertSession), next); err != nil {
+			return err
+		}
+		if ev != nil {
+			evID, err = db.insertEvent(ctx, tx.StmtContext(ctx, db.st.insertEvent), ev)
+		}
+		return err
+	})
+	if errors.Is(err, errGone) {
+		return false, nil
+	} else if err != nil {
+		return false, wrap("upgrade session", err)
+	}
+	if ev != nil {
+		ev.ID = evID
+	}
+	return true, nil
+}
+
+// TouchSession sets the session's LastSeenAt; a missing session is mfa.ErrNotFound.
+func (db *DB) TouchSession(ctx context.Context, id []byte, at time.Time) error {
+	res, err := db.st.touchSession.ExecContext(ctx, millis(at), id)
+	if err != nil {
+		return wrap("touch session", err)
+	}
+	if ok, err := affected(res, "touch session"); err != nil {
+		return err
+	} else if !ok {
+		return wrap("touch session", sql.ErrNoRows)
+	}
+	return nil
+}
+
+// DeleteSession removes the session; removing a missing one is not an error.
+func (db *DB) DeleteSession(ctx context.Context, id []byte) error {
+	if _, err := db.st.deleteSession.ExecContext(ctx, id); err != nil {
+		return wrap("delete session", err)
+	}
+	return nil
+}
+
+// DeleteUserSessions removes every session of the user.
+func (db *DB) DeleteUserSessions(ctx context.Context, userID int64) error {
+	if _, err := db.st.deleteUserSessions.ExecContext(ctx, userID); err != nil {
+		return wrap("delete user sessions", err)
+	}
+	return nil
+}
+
+// DeleteExpiredSessions removes sessions whose ExpiresAt is before t and
+// returns how many it removed.
+func (db *DB) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error) {
+	res, err := db.st.deleteExpired.ExecContext(ctx, millis(t))
+	if err != nil {
+		return 0, wrap("delete expired sessions", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, wrap("delete expired sessions", err)
+	}
+	return int(n), nil
+}
+
+func scanThrottle(row *sql.Row) (mfa.ThrottleState, error) {
+	var (
+		st                        mfa.ThrottleState
+		consecutive, last, oldest sql.NullInt64
+	)
+	if err := row.Scan(&consecutive, &last, &st.WindowCount, &oldest); err != nil {
+		return st, err
+	}
+	st.Consecutive = int(consecutive.Int64)
+	st.LastFailure = nullTimeOf(last)
+	st.WindowOldest = nullTimeOf(oldest)
+	return st, nil
+}
+
+// ThrottleState returns the key's state, counting failures at or after since.
+func (db *DB) ThrottleState(ctx context.Context, key mfa.ThrottleKey, since time.Time) (mfa.ThrottleState, error) {
+	st, err := scanThrottle(db.st.throttleState.QueryRowContext(ctx, key.Subject, string(key.Method), millis(since)))
+	if err != nil {
+		return mfa.ThrottleState{}, wrap("throttle state", err)
+	}
+	return st, nil
+}
+
+// RecordFailure reads the key's state and, if admit approves it, records a
+// failure at time at, in one write transaction: concurrent calls, from this
+// process or another, see each other's failures. admit runs while the
+// database's write lock is held, so it must be quick, and it must not call
+// the store: the one write connection is busy, a write would wait forever.
+// The key's failures before since are deleted on the way.
+func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since time.Time, admit func(mfa.ThrottleState) bool) (mfa.ThrottleState, bool, error) {
+	var (
+		st       mfa.ThrottleState
+		recorded bool
+	)
+	subject, method, atMs, sinceMs := key.Subject, string(key.Method), millis(at), millis(since)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		st, err = scanThrottle(tx.StmtContext(ctx, db.st.throttleStateW).QueryRowContext(ctx, subject, method, sinceMs))
+		if err != nil || !admit(st) {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, db.st.pruneFailures).ExecContext(ctx, subject, method, sinceMs); err != nil {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, db.st.insertFailure).ExecContext(ctx, subject, method, atMs); err != nil {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, db.st.upsertThrottle).ExecContext(ctx, subject, method, atMs); err != nil {
+			return err
+		}
+		recorded = true
+		return nil
+	})
+	if err != nil {
+		return mfa.ThrottleState{}, false, wrap("record failure", err)
+	}
+	if recorded {
+		t := timeOf(atMs)
+		st.Consecutive++
+		st.LastFailure = t
+		if atMs >= sinceMs {
+			st.WindowCount++
+			if st.WindowOldest.IsZero() || t.Before(st.WindowOldest) {
+				st.WindowOldest = t
+			}
+		}
+	}
+	return st, recorded, nil
+}
+
+// ResetThrottle sets the key's consecutive failure count to zero; its
+// failures stay counted in their window. An unknown key is not an error.
+func (db *DB) ResetThrottle(ctx context.Context, key mfa.ThrottleKey) error {
+	if _, err := db.st.resetThrottle.ExecContext(ctx, key.Subject, string(key.Method)); err != nil {
+		return wrap("reset throttle", err)
+	}
+	return nil
+}
+
+func (db *DB) insertEvent(ctx context.Context, ins *sql.Stmt, e *mfa.Event) (int64, error) {
+	res, err := ins.ExecContext(ctx, e.UserID, string(e.Type), millis(e.At), e.IP, e.Detail)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+// AddEvent stores e and sets e.ID.
+func (db *DB) AddEvent(ctx context.Context, e *mfa.Event) error {
+	id, err := db.insertEvent(ctx, db.st.insertEvent, e)
+	if err != nil {
+		return wrap("add event", err)
+	}
+	e.ID = id
+	return nil
+}
+
+// Events returns the user's newest events first, at most limit.
+func (db *DB) Events(ctx context.Context, userID int64, limit int) ([]mfa.Event, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := db.st.events.QueryContext(ctx, userID, limit)
+	if err != nil {
+		return nil, wrap("events", err)
+	}
+	defer rows.Close()
+	evs := make([]mfa.Event, 0, min(limit, 64))
+	for rows.Next() {
+		var (
+			e   mfa.Event
+			typ string
+			at  int64
+		)
+		if err := rows.Scan(&e.ID, &e.UserID, &typ, &at, &e.IP, &e.Detail); err != nil {
+			return nil, wrap("events", err)
+		}
+		e.Type = mfa.EventType(typ)
+		e.At = timeOf(at)
+		evs = append(evs, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("events", err)
+	}
+	return evs, nil
+}
