@@ -41,26 +41,47 @@ func EncodeSecret(secret []byte) string {
 }
 
 // DecodeSecret decodes a base32 secret as typed or pasted by a person: it
-// ignores case, white space, hyphens and "=" padding. An empty secret is an
-// error.
+// ignores case, white space, hyphens and "=" padding. Unused low bits of
+// the last character need not be zero (some generators pick random
+// characters rather than random bytes), but a length that no byte string
+// encodes to (1, 3 or 6 characters modulo 8) is rejected, as is an empty
+// secret.
 func DecodeSecret(s string) ([]byte, error) {
-	clean := strings.Map(func(r rune) rune {
+	out := make([]byte, 0, len(s)*5/8)
+	var acc uint32 // pending bits, the low nbits of which are valid
+	nbits, nchars := 0, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		var v byte
 		switch {
-		case r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '-' || r == '=':
-			return -1
-		case r >= 'a' && r <= 'z':
-			return r - 'a' + 'A'
+		case c >= 'A' && c <= 'Z':
+			v = c - 'A'
+		case c >= 'a' && c <= 'z':
+			v = c - 'a'
+		case c >= '2' && c <= '7':
+			v = c - '2' + 26
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '-' || c == '=':
+			continue
+		default:
+			return nil, errors.New("otp: secret is not valid base32")
 		}
-		return r
-	}, s)
-	if clean == "" {
+		nchars++
+		acc = acc<<5 | uint32(v)
+		nbits += 5
+		if nbits >= 8 {
+			nbits -= 8
+			out = append(out, byte(acc>>nbits))
+			acc &= 1<<nbits - 1
+		}
+	}
+	switch nchars % 8 {
+	case 1, 3, 6:
+		return nil, errors.New("otp: secret is not valid base32 (wrong length)")
+	}
+	if len(out) == 0 {
 		return nil, errors.New("otp: secret is empty")
 	}
-	b, err := b32().DecodeString(clean)
-	if err != nil {
-		return nil, errors.New("otp: secret is not valid base32")
-	}
-	return b, nil
+	return out, nil
 }
 
 // FormatSecretGroups splits an encoded secret into groups of four

@@ -60,7 +60,36 @@ const testPassword = "correct horse battery staple"
 
 var client = mfa.Client{IP: "192.0.2.1"}
 
+// barrierStore holds every ClaimStep call until n callers have arrived (or a
+// second has passed), so concurrent sign-ins all read the factor before any
+// of them claims its step: the race the claim must decide.
+type barrierStore struct {
+	mfa.Store
+	n       int
+	mu      sync.Mutex
+	arrived int
+	all     chan struct{}
+}
+
+func (b *barrierStore) ClaimStep(ctx context.Context, factorID, step int64) (bool, error) {
+	b.mu.Lock()
+	b.arrived++
+	if b.arrived == b.n {
+		close(b.all)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.all:
+	case <-time.After(time.Second):
+	}
+	return b.Store.ClaimStep(ctx, factorID, step)
+}
+
 func newFixture(t *testing.T) *fixture {
+	return newFixtureWith(t, func(s mfa.Store) mfa.Store { return s })
+}
+
+func newFixtureWith(t *testing.T, wrap func(mfa.Store) mfa.Store) *fixture {
 	t.Helper()
 	keyFile := filepath.Join(t.TempDir(), "keys")
 	kr, err := keyring.LoadOrCreate(keyFile, rand.Reader)
@@ -75,7 +104,7 @@ func newFixture(t *testing.T) *fixture {
 		keyFile: keyFile,
 	}
 	f.svc, err = mfa.NewService(mfa.Config{
-		Store: f.store, Passwords: f.hasher, Policy: password.Policy{}, Cipher: kr,
+		Store: wrap(f.store), Passwords: f.hasher, Policy: password.Policy{}, Cipher: kr,
 		CodeKey: bytes.Repeat([]byte{7}, 32), Now: f.clock.Now,
 	})
 	if err != nil {
@@ -258,12 +287,14 @@ func TestTOTPWindowAndReplay(t *testing.T) {
 }
 
 func TestTOTPReplayConcurrent(t *testing.T) {
-	f := newFixture(t)
+	const n = 10
+	f := newFixtureWith(t, func(s mfa.Store) mfa.Store {
+		return &barrierStore{Store: s, n: n, all: make(chan struct{})}
+	})
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
-	secret, _ := f.enable(t, u)
+	secret, _ := f.enable(t, u) // confirms without ClaimStep: the barrier is untouched
 	f.clock.Advance(time.Minute)
-	const n = 10
 	tokens := make([]string, n)
 	for i := range tokens {
 		tokens[i] = f.login(t, u.Email).Token
