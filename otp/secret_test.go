@@ -83,6 +83,10 @@ func TestEncodeDecodeSecret(t *testing.T) {
 		{"GEZDGNBV!", nil, true},
 		{"A", nil, true}, // impossible length
 		{"ÄBCD", nil, true},
+		{"ABC", nil, true},       // impossible length
+		{"ABCDEF", nil, true},    // impossible length
+		{"AZ", []byte{6}, false}, // non-zero unused bits are tolerated
+		{"MZXW6===", []byte("foo"), false},
 	}
 	for _, tt := range tests {
 		got, err := DecodeSecret(tt.in)

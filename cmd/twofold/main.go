@@ -38,6 +38,8 @@ Usage:
                               turn two-factor authentication off for a user
                               who lost the phone (recorded as an event)
   twofold key rotate          re-encrypt every secret under a new key
+  twofold loadtest            measure this machine: sign-in rates, latency
+                              and memory, on a scratch copy of twofold
   twofold version             print the version
 
 Every command takes --data DIR (TWOFOLD_DATA, default ./twofold-data).
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return cmdUser(ctx, rest, getenv, stdin, stdout, stderr)
 	case "key":
 		return cmdKey(ctx, rest, getenv, stdout, stderr)
+	case "loadtest":
+		return cmdLoadtest(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "twofold", version)
 		return nil

@@ -186,7 +186,9 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, *Us
 		return nil, nil, ErrUnauthenticated
 	}
 	if now.Sub(sess.LastSeenAt) >= touchEvery {
-		if err := s.store.TouchSession(ctx, sess.ID, now); err != nil {
+		if err := s.store.TouchSession(ctx, sess.ID, now); errors.Is(err, ErrNotFound) {
+			return nil, nil, ErrUnauthenticated // ended meanwhile
+		} else if err != nil {
 			return nil, nil, fmt.Errorf("mfa: authenticate: %w", err)
 		}
 		sess.LastSeenAt = now

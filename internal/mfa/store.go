@@ -6,9 +6,12 @@ import (
 )
 
 // Store keeps everything two instances of the server must agree on. Every
-// method is atomic. A missing row is ErrNotFound; a taken unique value is
-// ErrConflict. Rules do not live here: a Store only stores, and offers the
-// atomic compare-and-set steps the rules need.
+// method is atomic. A missing row is ErrNotFound, except where a method
+// reports success as a bool: then a missing row is false and a nil error, and
+// deleting nothing is not an error. A taken unique value is ErrConflict. IDs
+// are never reused, so a stale ID can never name a newer row. Returned times
+// are UTC, kept to the millisecond. Rules do not live here: a Store only
+// stores, and offers the atomic compare-and-set steps the rules need.
 type Store interface {
 	CreateUser(ctx context.Context, u *User) error // sets u.ID
 	UserByID(ctx context.Context, id int64) (*User, error)
@@ -22,7 +25,7 @@ type Store interface {
 	SavePendingFactor(ctx context.Context, f *Factor) error
 	// ConfirmFactor marks a pending factor confirmed at the given time, with
 	// step as its last used step, removes any other factor of the user and
-	// replaces the user's backup codes, all at once. It returns ErrNotFound
+	// replaces the user's backup codes (setting their IDs), all at once. It returns ErrNotFound
 	// when the factor is gone or was already confirmed.
 	ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []BackupCode) error
 	// ClaimStep records step as used for the factor if it is newer than the
@@ -62,6 +65,8 @@ type Store interface {
 	// RecordFailure reads the key's state (failures counted since since) and,
 	// if admit approves it, records one more failure at time at, at once. It
 	// returns the state after the call and whether the failure was recorded.
+	// admit runs while the store holds its lock: it must not call the store.
+	// Failures older than since may be forgotten.
 	RecordFailure(ctx context.Context, key ThrottleKey, at, since time.Time, admit func(ThrottleState) bool) (ThrottleState, bool, error)
 	// ResetThrottle sets the consecutive failure count to zero; failures stay
 	// counted in their window.

@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twofold/twofold/otp"
+)
+
+// lockedBuffer is a bytes.Buffer safe to write from the server goroutine
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func noEnv(string) string { return "" }
+
+// runCmd runs one twofold command in-process and returns its output.
+func runCmd(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), append([]string{"twofold"}, args...), noEnv, strings.NewReader(stdin), &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+// startServer runs "twofold serve" on a free port until the test ends and
+// returns its base URL and its output so far.
+func startServer(t *testing.T, data string, extra ...string) (string, *lockedBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	args := append([]string{"twofold", "serve", "--addr", "127.0.0.1:0", "--data", data}, extra...)
+	go func() { done <- run(ctx, args, noEnv, strings.NewReader(""), out, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	re := regexp.MustCompile(`listening on (http://\S+)`)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			return m[1], out
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v\n%s", err, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("server did not start:\n%s", out)
+	return "", nil
+}
+
+type apiClient struct {
+	t    *testing.T
+	base string
+	http *http.Client
+}
+
+func newAPIClient(t *testing.T, base string) *apiClient {
+	jar, _ := cookiejar.New(nil)
+	return &apiClient{t: t, base: base, http: &http.Client{Jar: jar}}
+}
+
+// post sends body as JSON and decodes the answer into a map.
+func (c *apiClient) do(method, path string, body any) (int, map[string]any) {
+	c.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, c.base+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+const pw = "a long passphrase of mine"
+
+func TestServeUserAddAndSignIn(t *testing.T) {
+	data := t.TempDir()
+	base, out := startServer(t, data)
+	if !strings.Contains(out.String(), "/setup?token=") {
+		t.Errorf("no first-account link printed with no user:\n%s", out)
+	}
+	// user add works while the server runs.
+	if msg, err := runCmd(t, pw+"\n", "user", "add", "--data", data, "ann@example.com"); err != nil {
+		t.Fatalf("user add: %v: %s", err, msg)
+	}
+	if msg, err := runCmd(t, pw+"\n", "user", "add", "--data", data, "ann@example.com"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("user add twice: got %v (%s), want an error saying the account exists", err, msg)
+	}
+	if _, err := runCmd(t, "short\n", "user", "add", "--data", data, "bob@example.com"); err == nil || !strings.Contains(err.Error(), "12") {
+		t.Fatalf("user add with a short password: got %v, want the length rule", err)
+	}
+
+	c := newAPIClient(t, base)
+	if code, _ := c.do("POST", "/api/v1/login", map[string]string{"email": "ann@example.com", "password": pw}); code != 200 {
+		t.Fatalf("login: status %d", code)
+	}
+	code, body := c.do("POST", "/api/v1/me/totp", map[string]string{"password": pw})
+	if code != 200 {
+		t.Fatalf("begin totp: %d %v", code, body)
+	}
+	secret, err := otp.DecodeSecret(body["secret"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	totp, _ := otp.TOTP(secret, now, otp.Params{})
+	code, body = c.do("POST", "/api/v1/me/totp/confirm", map[string]string{"code": totp})
+	if code != 200 {
+		t.Fatalf("confirm: %d %v", code, body)
+	}
+	var backupCodes []string
+	for _, c := range body["backup_codes"].([]any) {
+		backupCodes = append(backupCodes, c.(string))
+	}
+
+	// Secrets at rest: the database holds no TOTP secret, backup code or
+	// session token in clear, in any form a reader could use.
+	token := ""
+	for _, ck := range c.http.Jar.Cookies(mustURL(t, base)) {
+		token = ck.Value
+	}
+	if token == "" {
+		t.Fatal("no session cookie")
+	}
+	dbBytes := readAll(t, filepath.Join(data, databaseFile))
+	for _, name := range []string{databaseFile + "-wal"} {
+		if b, err := os.ReadFile(filepath.Join(data, name)); err == nil {
+			dbBytes = append(dbBytes, b...)
+		}
+	}
+	forbidden := map[string][]byte{
+		"raw TOTP secret":    secret,
+		"base32 TOTP secret": []byte(otp.EncodeSecret(secret)),
+		"session token":      []byte(token),
+	}
+	for i, bc := range backupCodes {
+		forbidden["backup code "+string(rune('0'+i))] = []byte(strings.ReplaceAll(bc, "-", ""))
+		forbidden["grouped backup code "+string(rune('0'+i))] = []byte(bc)
+	}
+	for what, b := range forbidden {
+		if bytes.Contains(dbBytes, b) {
+			t.Errorf("the database file contains the %s in clear", what)
+		}
+	}
+	for _, f := range []string{keyringFile, codeKeyFile} {
+		st, err := os.Stat(filepath.Join(data, f))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, %v; want 0600", f, st.Mode().Perm(), err)
+		}
+	}
+
+	// Support resets the lost phone: the next sign-in needs the password only.
+	if msg, err := runCmd(t, "", "user", "reset-2fa", "--data", data, "ann@example.com"); err != nil {
+		t.Fatalf("reset-2fa: %v %s", err, msg)
+	}
+	c2 := newAPIClient(t, base)
+	if code, body := c2.do("POST", "/api/v1/login", map[string]string{"email": "ann@example.com", "password": pw}); code != 200 || body["status"] != "authenticated" {
+		t.Fatalf("login after reset: %d %v", code, body)
+	}
+	_, ev := c2.do("GET", "/api/v1/me/events", nil)
+	if !strings.Contains(jsonString(ev), "two_factor_reset") {
+		t.Errorf("no two_factor_reset event: %v", ev)
+	}
+}
+
+func TestKeyRotateWhileServing(t *testing.T) {
+	data := t.TempDir()
+	base, _ := startServer(t, data)
+	if msg, err := runCmd(t, pw+"\n", "user", "add", "--data", data, "ann@example.com"); err != nil {
+		t.Fatalf("user add: %v: %s", err, msg)
+	}
+	c := newAPIClient(t, base)
+	c.do("POST", "/api/v1/login", map[string]string{"email": "ann@example.com", "password": pw})
+	_, body := c.do("POST", "/api/v1/me/totp", map[string]string{"password": pw})
+	secret, _ := otp.DecodeSecret(body["secret"].(string))
+	now := time.Now()
+	code, _ := otp.TOTP(secret, now, otp.Params{})
+	if st, body := c.do("POST", "/api/v1/me/totp/confirm", map[string]string{"code": code}); st != 200 {
+		t.Fatalf("confirm: %d %v", st, body)
+	}
+	before := readAll(t, filepath.Join(data, keyringFile))
+	msg, err := runCmd(t, "", "key", "rotate", "--data", data)
+	if err != nil || !strings.Contains(msg, "re-encrypted 1 secrets") {
+		t.Fatalf("key rotate: %v\n%s", err, msg)
+	}
+	after := readAll(t, filepath.Join(data, keyringFile))
+	if bytes.Equal(before, after) {
+		t.Fatal("key file unchanged by rotation")
+	}
+	// The running server opens the re-encrypted secret with the new key.
+	c2 := newAPIClient(t, base)
+	c2.do("POST", "/api/v1/login", map[string]string{"email": "ann@example.com", "password": pw})
+	next, _ := otp.TOTP(secret, now.Add(30*time.Second), otp.Params{})
+	if st, body := c2.do("POST", "/api/v1/login/second-factor", map[string]string{"method": "totp", "code": next}); st != 200 {
+		t.Fatalf("sign-in after rotation: %d %v", st, body)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr bool
+		want    string
+	}{
+		{[]string{"version"}, false, "twofold "},
+		{[]string{"help"}, false, "twofold serve"},
+		{[]string{"frobnicate"}, true, "unknown command"},
+		{[]string{"serve", "--help"}, false, "TWOFOLD_ADDR"},
+		{[]string{"user", "add", "--help"}, false, "TWOFOLD_DATA"},
+		{[]string{"user", "remove", "x@example.com"}, true, "unknown command"},
+		{[]string{"user", "add"}, true, "Usage"},
+		{[]string{"key", "spin"}, true, "Usage"},
+		{[]string{"migrate", "--data", "DATA"}, false, "schema version"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			args := make([]string, len(tt.args))
+			for i, a := range tt.args {
+				args[i] = strings.ReplaceAll(a, "DATA", t.TempDir())
+			}
+			out, err := runCmd(t, "", args...)
+			if (err != nil) != tt.wantErr || !strings.Contains(out, tt.want) {
+				t.Fatalf("got %v and output:\n%s\nwant error=%v and %q", err, out, tt.wantErr, tt.want)
+			}
+		})
+	}
+}
+
+func TestEnvironmentTwins(t *testing.T) {
+	data := t.TempDir()
+	env := map[string]string{"TWOFOLD_DATA": data}
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"twofold", "migrate"}, func(k string) string { return env[k] }, nil, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(data, databaseFile)); err != nil {
+		t.Fatalf("TWOFOLD_DATA ignored: %v", err)
+	}
+	env["TWOFOLD_ALLOW_SIGNUP"] = "maybe"
+	err = run(context.Background(), []string{"twofold", "serve"}, func(k string) string { return env[k] }, nil, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "TWOFOLD_ALLOW_SIGNUP") {
+		t.Fatalf("bad TWOFOLD_ALLOW_SIGNUP: got %v, want an error naming it", err)
+	}
+}
+
+func TestRefusesReadableKeyFile(t *testing.T) {
+	data := t.TempDir()
+	if _, err := runCmd(t, "", "migrate", "--data", data); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(data, codeKeyFile), 0o644)
+	if _, err := runCmd(t, "", "migrate", "--data", data); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("group-readable key file: got %v, want a chmod hint", err)
+	}
+}
+
+func readAll(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func jsonString(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
