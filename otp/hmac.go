@@ -12,11 +12,13 @@ import (
 )
 
 // This file computes HMAC (RFC 2104) for a run of consecutive counters with
-// the key's inner and outer pad states prepared once, so that each counter
-// costs two hash block computations and nothing is allocated: the hash
-// states live on the stack (the compiler devirtualises the calls on the
-// digests returned by sha1.New etc., so they do not escape; TestVerifyAllocs
-// guards this).
+// the key's inner and outer pad states prepared once per call, so that each
+// counter costs two hash block computations, and nothing is allocated: the
+// digests live on the stack because the compiler inlines sha1.New etc. and
+// devirtualises the calls on them, so they do not escape. TestVerifyAllocs
+// guards this, since it depends on the compiler; should a future hash
+// implementation lack the interfaces used, the code falls back to
+// crypto/hmac, which is correct but allocates.
 
 // window is a run of counters to compute, and what is learnt from them.
 type window struct {
@@ -71,19 +73,33 @@ func hotpValue(alg Algorithm, key []byte, counter uint64) uint32 {
 	return w.value
 }
 
-// pads writes key^0x36 and key^0x5c into ipad and opad, whose length is the
-// block size; key must be at most that long.
+// pads writes key^0x36 and key^0x5c into ipad and opad, whose length is
+// the block size (64 or 128); key must be at most that long.
 func pads(ipad, opad, key []byte) {
-	for i := range ipad {
-		var k byte
-		if i < len(key) {
-			k = key[i]
-		}
-		ipad[i] = k ^ 0x36
-		opad[i] = k ^ 0x5c
+	var k [sha512.BlockSize]byte
+	copy(k[:], key)
+	for i := 0; i < len(ipad); i += 8 {
+		v := binary.LittleEndian.Uint64(k[i:])
+		binary.LittleEndian.PutUint64(ipad[i:], v^0x3636363636363636)
+		binary.LittleEndian.PutUint64(opad[i:], v^0x5c5c5c5c5c5c5c5c)
 	}
+	clear(k[:])
 }
 
+// sha1Magic and sha1StateSize describe the state serialisation of
+// crypto/sha1 digests: the magic, the five state words big-endian, the
+// buffered block and the length. The hash package promises to keep it
+// compatible across Go versions; window.sha1 checks it anyway.
+const (
+	sha1Magic     = "sha\x01"
+	sha1StateSize = len(sha1Magic) + sha1.Size + sha1.BlockSize + 8
+)
+
+// sha1 is the hot path (SHA1 is what every authenticator app uses). Rather
+// than Write then Sum, which copies the digest and pads through its buffer,
+// it writes whole final blocks, padding included, so that each hash is a
+// single compression of caller memory, and reads the resulting state words
+// (which then are the hash) with AppendBinary into a stack buffer.
 func (w *window) sha1(key []byte) {
 	var ipad, opad [sha1.BlockSize]byte
 	if len(key) > sha1.BlockSize {
@@ -99,25 +115,40 @@ func (w *window) sha1(key []byte) {
 	clear(opad[:])
 	ic, ok1 := inner.(hash.Cloner)
 	oc, ok2 := outer.(hash.Cloner)
-	if !ok1 || !ok2 {
+	ia, ok3 := inner.(encoding.BinaryAppender)
+	var buf [2 * sha1StateSize]byte // room to spare: an append never reallocates
+	st, err := []byte(nil), error(nil)
+	if ok3 {
+		st, err = ia.AppendBinary(buf[:0])
+	}
+	if !ok1 || !ok2 || !ok3 || err != nil || len(st) != sha1StateSize || string(st[:len(sha1Magic)]) != sha1Magic {
 		w.generic(sha1.New, key)
 		return
 	}
-	var msg [8]byte
-	var sum [sha1.Size]byte
+	// The last block of each hash: message, 0x80, zeros, length in bits.
+	var iblk, oblk [sha1.BlockSize]byte
+	iblk[8] = 0x80
+	binary.BigEndian.PutUint64(iblk[sha1.BlockSize-8:], (sha1.BlockSize+8)*8)
+	oblk[sha1.Size] = 0x80
+	binary.BigEndian.PutUint64(oblk[sha1.BlockSize-8:], (sha1.BlockSize+sha1.Size)*8)
+	const sum = len(sha1Magic) // offset of the state words in st
 	for i := range w.n {
 		c := w.first + int64(i)
-		binary.BigEndian.PutUint64(msg[:], uint64(c))
-		// Separate variables (not one reassigned) let the compiler see the
-		// concrete type and keep the clones on the stack.
+		binary.BigEndian.PutUint64(iblk[:8], uint64(c))
+		// Separate variables (not one reassigned) let the compiler see
+		// the concrete type and keep the clones on the stack.
 		hi, _ := ic.Clone()
-		hi.Write(msg[:])
-		hi.Sum(sum[:0])
+		hi.Write(iblk[:])
+		st, _ = hi.(encoding.BinaryAppender).AppendBinary(buf[:0])
+		copy(oblk[:sha1.Size], st[sum:sum+sha1.Size])
 		ho, _ := oc.Clone()
-		ho.Write(sum[:])
-		ho.Sum(sum[:0])
-		w.observe(c, truncate(sum[:]))
+		ho.Write(oblk[:])
+		st, _ = ho.(encoding.BinaryAppender).AppendBinary(buf[:0])
+		w.observe(c, truncate(st[sum:sum+sha1.Size]))
 	}
+	clear(iblk[:])
+	clear(oblk[:])
+	clear(buf[:])
 }
 
 // stateSize bounds the marshalled state of the SHA-2 digests (108 bytes for

@@ -45,7 +45,8 @@ func ParseAlgorithm(s string) (Algorithm, error) {
 	return 0, errors.New("otp: algorithm must be SHA1, SHA256 or SHA512")
 }
 
-// Defaults applied to zero fields of [Params].
+// Defaults: the first three replace zero fields of [Params], the last is
+// the secret size [GenerateSecret] uses when given size 0.
 const (
 	DefaultDigits     = 6
 	DefaultPeriod     = 30 * time.Second
@@ -260,15 +261,15 @@ func Verify(secret []byte, code string, t time.Time, lastUsedStep int64, p Param
 		return 0, false
 	}
 	now := c.step(t)
-	first := now - int64(c.skew)
-	if first < 0 {
-		first = 0 // no code before 1970
+	if now > 1<<62 {
+		return 0, false // absurd time: avoid overflow below
 	}
-	n := int(now + int64(c.skew) - first + 1)
-	if now > 1<<62 || n <= 0 {
-		return 0, false // absurd times: nothing to check
+	first := max(now-int64(c.skew), 0) // no step before 1970
+	n := now + int64(c.skew) - first + 1
+	if n <= 0 {
+		return 0, false // the whole window is before 1970
 	}
-	w := window{first: first, n: n, last: lastUsedStep, want: want, mod: c.mod}
+	w := window{first: first, n: int(n), last: lastUsedStep, want: want, mod: c.mod}
 	w.run(c.alg, secret)
 	return w.match, w.matched == 1
 }
