@@ -77,7 +77,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintf(stdout, "No account exists yet. Create the first one here (the link works once):\n  %s/setup?token=%s\n", base, setup)
 	}
 
-	go deleteExpiredSessions(ctx, a, log)
+	go sweep(ctx, a, log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -103,8 +103,9 @@ func newSetupToken() (string, error) {
 	return strings.ToLower(hex.EncodeToString(b[:])), nil
 }
 
-// deleteExpiredSessions sweeps ended sessions out of the database until ctx ends.
-func deleteExpiredSessions(ctx context.Context, a *app, log *slog.Logger) {
+// sweep removes ended sessions and stale throttle records from the database
+// every ten minutes until ctx ends, so neither grows without bound.
+func sweep(ctx context.Context, a *app, log *slog.Logger) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
@@ -116,6 +117,11 @@ func deleteExpiredSessions(ctx context.Context, a *app, log *slog.Logger) {
 				log.Error("delete expired sessions", "err", err)
 			} else if n > 0 {
 				log.Info("deleted expired sessions", "count", n)
+			}
+			if n, err := a.service.DeleteStaleThrottles(ctx); err != nil {
+				log.Error("delete stale throttles", "err", err)
+			} else if n > 0 {
+				log.Info("deleted stale throttle records", "count", n)
 			}
 		}
 	}

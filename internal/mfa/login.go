@@ -227,3 +227,13 @@ func (s *Service) DeleteExpiredSessions(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// DeleteStaleThrottles forgets throttle records older than the throttle
+// window: a key with none left is as if it had never failed.
+func (s *Service) DeleteStaleThrottles(ctx context.Context) (int, error) {
+	n, err := s.store.DeleteStaleThrottles(ctx, s.clock().Add(-ThrottleWindow))
+	if err != nil {
+		return 0, fmt.Errorf("mfa: delete stale throttles: %w", err)
+	}
+	return n, nil
+}

@@ -72,6 +72,11 @@ type Store interface {
 	// counted in their window.
 	ResetThrottle(ctx context.Context, key ThrottleKey) error
 
+	// DeleteStaleThrottles forgets failures before t, and keys whose last
+	// failure is before t: for them, no record is the same as the record.
+	// It returns how many keys it forgot.
+	DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error)
+
 	AddEvent(ctx context.Context, e *Event) error
 	// Events returns the user's newest events first, at most limit.
 	Events(ctx context.Context, userID int64, limit int) ([]Event, error)

@@ -30,7 +30,7 @@ func addRoutes(mux *http.ServeMux, k *kit, cfg Config) {
 	mux.Handle("POST /login/token", pageTokenSubmit(k, svc))
 	mux.Handle("POST /logout", pageLogout(k, svc))
 	if cfg.AllowSignup {
-		mux.Handle("GET /signup", pageSignup(k, svc))
+		mux.Handle("GET /signup", pageSignup(k))
 		mux.Handle("POST /signup", pageSignupSubmit(k, svc))
 	}
 	setup := newFirstAccount(cfg.SetupToken, cfg.Users)

@@ -57,6 +57,7 @@ func NewServer(cfg Config) http.Handler {
 		log:           log,
 		secureCookies: cfg.SecureCookies,
 		trustProxy:    cfg.TrustProxyHeaders,
+		signupOpen:    cfg.AllowSignup,
 		pages:         mustParsePages(),
 	}
 	mux := http.NewServeMux()
@@ -76,10 +77,12 @@ func NewServer(cfg Config) http.Handler {
 }
 
 // kit is what every handler shares: the logger, the cookie and client-IP
-// settings, and the page templates.
+// settings, whether sign-up is open (for the sign-in page's link), and the
+// page templates.
 type kit struct {
 	log           *slog.Logger
 	secureCookies bool
 	trustProxy    bool
+	signupOpen    bool
 	pages         map[string]*pageTemplate
 }

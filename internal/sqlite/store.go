@@ -478,6 +478,31 @@ func (db *DB) ResetThrottle(ctx context.Context, key mfa.ThrottleKey) error {
 	return nil
 }
 
+// DeleteStaleThrottles forgets failures before t and keys whose last
+// failure is before t, and returns how many keys it forgot.
+func (db *DB) DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error) {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, wrap("delete stale throttles", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM throttle_failures WHERE at < ?`, millis(t)); err != nil {
+		return 0, wrap("delete stale throttles", err)
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM throttles WHERE last_failure < ?`, millis(t))
+	if err != nil {
+		return 0, wrap("delete stale throttles", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, wrap("delete stale throttles", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, wrap("delete stale throttles", err)
+	}
+	return int(n), nil
+}
+
 func (db *DB) insertEvent(ctx context.Context, ins *sql.Stmt, e *mfa.Event) (int64, error) {
 	res, err := ins.ExecContext(ctx, e.UserID, string(e.Type), millis(e.At), e.IP, e.Detail)
 	if err != nil {

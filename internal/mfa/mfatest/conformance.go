@@ -1068,6 +1068,36 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 			mfa.ThrottleState{Consecutive: 1, LastFailure: base, WindowCount: 1, WindowOldest: base})
 	})
 
+	t.Run("DeleteStale", func(t *testing.T) {
+		s := newStore(t)
+		ctx := t.Context()
+		recent := mfa.ThrottleKey{Subject: "user:2", Method: mfa.MethodTOTP}
+		for _, at := range []time.Time{base, base.Add(time.Hour)} {
+			if _, _, err := s.RecordFailure(ctx, recent, at, longAgo, always); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := s.RecordFailure(ctx, key, base, longAgo, always); err != nil {
+			t.Fatal(err)
+		}
+		cut := base.Add(time.Minute)
+		n, err := s.DeleteStaleThrottles(ctx, cut)
+		if err != nil || n != 1 {
+			t.Fatalf("DeleteStaleThrottles: got %d, %v, want 1, nil", n, err)
+		}
+		st, err := s.ThrottleState(ctx, key, longAgo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkThrottle(t, "a stale key", st, mfa.ThrottleState{})
+		st, err = s.ThrottleState(ctx, recent, longAgo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkThrottle(t, "a recent key", st, mfa.ThrottleState{Consecutive: 2, LastFailure: base.Add(time.Hour),
+			WindowCount: 1, WindowOldest: base.Add(time.Hour)})
+	})
+
 	t.Run("Concurrent", func(t *testing.T) {
 		s := newStore(t)
 		const ceiling = 10

@@ -388,6 +388,24 @@ func (m *MemStore) DeleteExpiredSessions(ctx context.Context, t time.Time) (int,
 	return n, nil
 }
 
+// DeleteStaleThrottles forgets failures before t and keys whose last
+// failure is before t, and returns how many keys it forgot.
+func (m *MemStore) DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t = storedTime(t)
+	n := 0
+	for k, th := range m.throttles {
+		if !th.lastFailure.IsZero() && th.lastFailure.Before(t) {
+			delete(m.throttles, k)
+			n++
+			continue
+		}
+		th.failures = slices.DeleteFunc(th.failures, func(at time.Time) bool { return at.Before(t) })
+	}
+	return n, nil
+}
+
 func (th *memThrottle) state(since time.Time) mfa.ThrottleState {
 	st := mfa.ThrottleState{Consecutive: th.consecutive, LastFailure: th.lastFailure}
 	for _, at := range th.failures {

@@ -1,0 +1,639 @@
+package server
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twofold/twofold/internal/mfa"
+	"github.com/twofold/twofold/otp"
+)
+
+// The HTML pages. They need no JavaScript: every step is a link or a form,
+// and every POST answers with a page or a 303 redirect.
+
+type errorPage struct {
+	layout
+	Message string
+}
+
+type loginPage struct {
+	layout
+	Email      string
+	SignupOpen bool
+}
+
+type tokenPage struct {
+	layout
+	Email  string
+	Backup bool // the backup code form rather than the authenticator one
+}
+
+type accountPage struct { // sign-up and first-account setup
+	layout
+	Email string
+	Token string // setup only
+	Setup bool
+}
+
+type dashboardPage struct {
+	layout
+	Status mfa.Status
+}
+
+type securityPage struct {
+	layout
+	Status mfa.Status
+	Events []eventView
+}
+
+type eventView struct {
+	At      time.Time
+	IP      string
+	Summary string
+}
+
+type enablePasswordPage struct {
+	layout
+}
+
+type enableScanPage struct {
+	layout
+	QR      template.URL
+	QRSize  int
+	Key     string // the secret in groups of four
+	Account string
+	Issuer  string
+}
+
+type codesPage struct {
+	layout
+	Heading  string
+	Intro    string
+	Codes    []string
+	Download template.URL
+	Done     string // where "Done" leads: a fixed local path
+}
+
+type disablePage struct {
+	layout
+}
+
+// withPageUser runs next for a fully signed-in user; anyone else is sent to
+// the sign-in page, a sign-in waiting for its second factor included.
+func withPageUser(k *kit, svc *mfa.Service, next func(w http.ResponseWriter, r *http.Request, u *mfa.User)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, u, err := svc.Authenticate(r.Context(), k.token(r))
+		if mfa.ErrorKind(err) == mfa.KindUnauthenticated {
+			redirect(w, r, "/login")
+			return
+		}
+		if err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		next(w, r, u)
+	})
+}
+
+// signedIn reports whether r comes from a fully signed-in user.
+func signedIn(k *kit, svc *mfa.Service, r *http.Request) (bool, error) {
+	_, _, err := svc.Authenticate(r.Context(), k.token(r))
+	if mfa.ErrorKind(err) == mfa.KindUnauthenticated {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func pageRoot(k *kit, svc *mfa.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok, err := signedIn(k, svc, r)
+		switch {
+		case err != nil:
+			k.fail(w, r, err)
+		case ok:
+			redirect(w, r, "/dashboard")
+		default:
+			redirect(w, r, "/login")
+		}
+	})
+}
+
+// Sign in, step one: email and password.
+
+func pageLogin(k *kit, svc *mfa.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok, err := signedIn(k, svc, r)
+		if err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		if ok {
+			redirect(w, r, "/dashboard")
+			return
+		}
+		k.render(w, r, http.StatusOK, "login", &loginPage{
+			layout:     layout{Title: "Sign in", Flash: flash(r)},
+			SignupOpen: k.signupOpen,
+		})
+	})
+}
+
+func pageLoginSubmit(k *kit, svc *mfa.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := parseForm(r); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		email := r.PostFormValue("email")
+		res, err := svc.Login(r.Context(), email, r.PostFormValue("password"), k.client(r))
+		if err != nil {
+			status, msg := k.formProblem(w, r, err)
+			k.render(w, r, status, "login", &loginPage{
+				layout:     layout{Title: "Sign in", Error: msg},
+				Email:      email,
+				SignupOpen: k.signupOpen,
+			})
+			return
+		}
+		k.signIn(w, r, svc, res.Token)
+		if res.SecondFactorRequired() {
+			redirect(w, r, "/login/token")
+			return
+		}
+		redirect(w, r, "/dashboard")
+	})
+}
+
+// Sign in, step two: a code from the authenticator app, or a backup code.
+
+func pageToken(k *kit, svc *mfa.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, u, err := svc.PendingLogin(r.Context(), k.token(r))
+		if errors.Is(err, mfa.ErrLoginExpired) {
+			redirect(w, r, "/login?msg=expired")
+			return
+		}
+		if err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		backup := r.URL.Query().Get("method") == string(mfa.MethodBackupCode)
+		k.render(w, r, http.StatusOK, "token", newTokenPage(u, backup, ""))
+	})
+}
+
+func newTokenPage(u *mfa.User, backup bool, errMsg string) *tokenPage {
+	title := "Enter your token"
+	if backup {
+		title = "Enter a backup code"
+	}
+	return &tokenPage{layout: layout{Title: title, Error: errMsg}, Email: u.Email, Backup: backup}
+}
+
+func pageTokenSubmit(k *kit, svc *mfa.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := parseForm(r); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		method := mfa.Method(r.PostFormValue("method"))
+		res, err := svc.VerifySecondFactor(r.Context(), k.token(r), method, r.PostFormValue("code"), k.client(r))
+		if errors.Is(err, mfa.ErrLoginExpired) {
+			redirect(w, r, "/login?msg=expired")
+			return
+		}
+		if err != nil {
+			status, msg := k.formProblem(w, r, err)
+			_, u, perr := svc.PendingLogin(r.Context(), k.token(r))
+			if errors.Is(perr, mfa.ErrLoginExpired) {
+				redirect(w, r, "/login?msg=expired")
+				return
+			}
+			if perr != nil {
+				k.fail(w, r, perr)
+				return
+			}
+			k.render(w, r, status, "token", newTokenPage(u, method == mfa.MethodBackupCode, msg))
+			return
+		}
+		k.setToken(w, r, res.Token)
+		redirect(w, r, "/dashboard")
+	})
+}
+
+func pageLogout(k *kit, svc *mfa.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k.clearToken(w, r)
+		if token := k.token(r); token != "" {
+			if err := svc.Logout(r.Context(), token, k.client(r)); err != nil {
+				k.fail(w, r, err)
+				return
+			}
+		}
+		redirect(w, r, "/login?msg=signed_out")
+	})
+}
+
+// Accounts: public sign-up (when open) and the first-account link.
+
+func pageSignup(k *kit) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k.render(w, r, http.StatusOK, "account", &accountPage{layout: layout{Title: "Create an account"}})
+	})
+}
+
+func pageSignupSubmit(k *kit, svc *mfa.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := parseForm(r); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		email := r.PostFormValue("email")
+		if _, err := svc.CreateUser(r.Context(), email, r.PostFormValue("password"), k.client(r)); err != nil {
+			status, msg := k.formProblem(w, r, err)
+			k.render(w, r, status, "account", &accountPage{
+				layout: layout{Title: "Create an account", Error: msg}, Email: email,
+			})
+			return
+		}
+		redirect(w, r, "/login?msg=account_created")
+	})
+}
+
+// firstAccount guards the one-time link that creates the first account of a
+// new server. It works while no account exists, with the token the server
+// printed at start-up; creations through it are serialised, so two
+// concurrent posts of the link cannot both create an account.
+type firstAccount struct {
+	token string
+	users UserCounter
+	mu    sync.Mutex
+}
+
+func newFirstAccount(token string, users UserCounter) *firstAccount {
+	return &firstAccount{token: token, users: users}
+}
+
+var errSetupLink = &httpError{http.StatusNotFound, "setup_link_invalid",
+	"This setup link is not valid: the link is wrong, or an account has been created already. Sign in instead."}
+
+// check returns nil if token opens the link now.
+func (f *firstAccount) check(r *http.Request, token string) error {
+	if f.token == "" || f.users == nil || subtle.ConstantTimeCompare([]byte(token), []byte(f.token)) != 1 {
+		return errSetupLink
+	}
+	n, err := f.users.CountUsers(r.Context())
+	if err != nil {
+		return fmt.Errorf("server: count users: %w", err)
+	}
+	if n > 0 {
+		return errSetupLink
+	}
+	return nil
+}
+
+func pageSetup(k *kit, f *firstAccount) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := r.URL.Query().Get("token")
+		if err := f.check(r, token); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		k.render(w, r, http.StatusOK, "account", &accountPage{
+			layout: layout{Title: "Create the first account"}, Token: token, Setup: true,
+		})
+	})
+}
+
+func pageSetupSubmit(k *kit, svc *mfa.Service, f *firstAccount) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := parseForm(r); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		token, email := r.PostFormValue("token"), r.PostFormValue("email")
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if err := f.check(r, token); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		if _, err := svc.CreateUser(r.Context(), email, r.PostFormValue("password"), k.client(r)); err != nil {
+			status, msg := k.formProblem(w, r, err)
+			k.render(w, r, status, "account", &accountPage{
+				layout: layout{Title: "Create the first account", Error: msg},
+				Email:  email, Token: token, Setup: true,
+			})
+			return
+		}
+		redirect(w, r, "/login?msg=account_created")
+	})
+}
+
+// Signed-in pages.
+
+func pageDashboard(k *kit, svc *mfa.Service) http.Handler {
+	return withPageUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
+		st, err := svc.Status(r.Context(), u.ID)
+		if err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		k.render(w, r, http.StatusOK, "dashboard", &dashboardPage{
+			layout: layout{Title: "Dashboard", User: u, Flash: flash(r)}, Status: st,
+		})
+	})
+}
+
+func pageSecurity(k *kit, svc *mfa.Service) http.Handler {
+	return withPageUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
+		renderSecurity(k, svc, w, r, http.StatusOK, u, flash(r), "")
+	})
+}
+
+// securityEvents is how many recent events the security page lists.
+const securityEvents = 20
+
+func renderSecurity(k *kit, svc *mfa.Service, w http.ResponseWriter, r *http.Request, status int, u *mfa.User, flashMsg, errMsg string) {
+	st, err := svc.Status(r.Context(), u.ID)
+	if err != nil {
+		k.fail(w, r, err)
+		return
+	}
+	evs, err := svc.Events(r.Context(), u.ID, securityEvents)
+	if err != nil {
+		k.fail(w, r, err)
+		return
+	}
+	views := make([]eventView, len(evs))
+	for i, e := range evs {
+		views[i] = eventView{At: e.At.UTC(), IP: e.IP, Summary: describeEvent(e)}
+	}
+	k.render(w, r, status, "security", &securityPage{
+		layout: layout{Title: "Account security", User: u, Flash: flashMsg, Error: errMsg},
+		Status: st, Events: views,
+	})
+}
+
+// describeEvent says in words what an event means to the account's owner.
+func describeEvent(e mfa.Event) string {
+	method := func(d string) string {
+		switch mfa.Method(d) {
+		case mfa.MethodTOTP:
+			return "authenticator app"
+		case mfa.MethodBackupCode:
+			return "backup code"
+		case mfa.MethodPassword:
+			return "password"
+		}
+		return d
+	}
+	switch e.Type {
+	case mfa.EventAccountCreated:
+		return "Account created"
+	case mfa.EventLoginSucceeded:
+		switch mfa.Method(e.Detail) {
+		case mfa.MethodTOTP:
+			return "Signed in with password and authenticator app"
+		case mfa.MethodBackupCode:
+			return "Signed in with password and a backup code"
+		case mfa.MethodPassword:
+			return "Signed in with password only"
+		}
+		return "Signed in"
+	case mfa.EventLoginFailed:
+		return "Failed sign-in: wrong password"
+	case mfa.EventSecondFactorFailed:
+		if e.Detail != "" {
+			return "Failed sign-in: wrong " + method(e.Detail) + " code"
+		}
+		return "Failed sign-in: wrong code"
+	case mfa.EventBackupCodeUsed:
+		return "A backup code was used (it no longer works)"
+	case mfa.EventThrottled:
+		if e.Detail != "" {
+			return "Too many failed attempts: " + throttleDetail(e.Detail, method)
+		}
+		return "Too many failed attempts: sign-in paused"
+	case mfa.EventLogout:
+		return "Signed out"
+	case mfa.EventTwoFactorEnabled:
+		return "Two-factor authentication turned on"
+	case mfa.EventTwoFactorDisabled:
+		return "Two-factor authentication turned off"
+	case mfa.EventTwoFactorReset:
+		return "Two-factor authentication reset by an administrator"
+	case mfa.EventBackupCodesRegenerated:
+		return "New backup codes created; the old ones no longer work"
+	}
+	if e.Detail != "" {
+		return string(e.Type) + ": " + e.Detail
+	}
+	return string(e.Type)
+}
+
+// throttleDetail rewords the Service's "totp locked for 30 seconds".
+func throttleDetail(detail string, method func(string) string) string {
+	m, rest, ok := strings.Cut(detail, " locked for ")
+	if !ok {
+		return detail
+	}
+	return method(m) + " paused for " + rest
+}
+
+// The enable wizard: confirm the password, scan the QR code and type a
+// code, save the backup codes.
+
+func pageEnable(k *kit, svc *mfa.Service) http.Handler {
+	return withPageUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
+		st, err := svc.Status(r.Context(), u.ID)
+		if err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		if st.TwoFactorEnabled {
+			redirect(w, r, "/settings/security?msg=already_enabled")
+			return
+		}
+		if st.PendingSetup && r.URL.Query().Get("restart") == "" {
+			enr, err := svc.PendingTOTP(r.Context(), u)
+			if err == nil {
+				renderScan(k, w, r, http.StatusOK, u, svc.Issuer(), enr, "")
+				return
+			}
+			if !errors.Is(err, mfa.ErrNoEnrollment) {
+				k.fail(w, r, err)
+				return
+			}
+		}
+		renderEnablePassword(k, w, r, http.StatusOK, u, "")
+	})
+}
+
+func renderEnablePassword(k *kit, w http.ResponseWriter, r *http.Request, status int, u *mfa.User, errMsg string) {
+	k.render(w, r, status, "enable_password", &enablePasswordPage{
+		layout: layout{Title: "Turn on two-factor authentication", User: u, Error: errMsg},
+	})
+}
+
+func renderScan(k *kit, w http.ResponseWriter, r *http.Request, status int, u *mfa.User, issuer string, enr *mfa.Enrollment, errMsg string) {
+	qr, err := newQRCode(enr.URI)
+	if err != nil {
+		k.fail(w, r, err)
+		return
+	}
+	k.render(w, r, status, "enable_scan", &enableScanPage{
+		layout:  layout{Title: "Scan the QR code", User: u, Error: errMsg},
+		QR:      qr.DataURL(),
+		QRSize:  qr.Size,
+		Key:     otp.FormatSecretGroups(enr.Secret),
+		Account: u.Email,
+		Issuer:  issuer,
+	})
+}
+
+func pageEnableSubmit(k *kit, svc *mfa.Service) http.Handler {
+	return withPageUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
+		if err := parseForm(r); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		enr, err := svc.BeginTOTP(r.Context(), u, r.PostFormValue("password"), k.client(r))
+		if errors.Is(err, mfa.ErrAlreadyEnabled) {
+			redirect(w, r, "/settings/security?msg=already_enabled")
+			return
+		}
+		if err != nil {
+			status, msg := k.formProblem(w, r, err)
+			renderEnablePassword(k, w, r, status, u, msg)
+			return
+		}
+		renderScan(k, w, r, http.StatusOK, u, svc.Issuer(), enr, "")
+	})
+}
+
+func pageConfirm(k *kit, svc *mfa.Service) http.Handler {
+	return withPageUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
+		if err := parseForm(r); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		codes, err := svc.ConfirmTOTP(r.Context(), u, r.PostFormValue("code"), k.client(r))
+		if err == nil {
+			renderCodes(k, w, r, u, "Save your backup codes",
+				"Two-factor authentication is now on. If you lose your phone, each of these codes lets you sign in once. "+
+					"Keep them somewhere safe: this is the only time they are shown.",
+				"/settings/security?msg=enabled", codes)
+			return
+		}
+		status, msg := k.formProblem(w, r, err)
+		if errors.Is(err, mfa.ErrNoEnrollment) {
+			renderEnablePassword(k, w, r, status, u, msg)
+			return
+		}
+		enr, perr := svc.PendingTOTP(r.Context(), u)
+		if errors.Is(perr, mfa.ErrNoEnrollment) {
+			renderEnablePassword(k, w, r, http.StatusConflict, u, mfa.ErrNoEnrollment.Message)
+			return
+		}
+		if perr != nil {
+			k.fail(w, r, perr)
+			return
+		}
+		renderScan(k, w, r, status, u, svc.Issuer(), enr, msg)
+	})
+}
+
+func pageRegenerateCodes(k *kit, svc *mfa.Service) http.Handler {
+	return withPageUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
+		if err := parseForm(r); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		codes, err := svc.RegenerateBackupCodes(r.Context(), u, r.PostFormValue("password"), k.client(r))
+		if err != nil {
+			status, msg := k.formProblem(w, r, err)
+			renderSecurity(k, svc, w, r, status, u, "", msg)
+			return
+		}
+		renderCodes(k, w, r, u, "Your new backup codes",
+			"Your previous backup codes no longer work. Each of these codes lets you sign in once. "+
+				"Keep them somewhere safe: this is the only time they are shown.",
+			"/settings/security", codes)
+	})
+}
+
+// renderCodes shows backup codes, once. The download is a data: link made
+// here, so the codes never need to be kept to be fetched again.
+func renderCodes(k *kit, w http.ResponseWriter, r *http.Request, u *mfa.User, heading, intro, done string, codes []string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "twofold backup codes for %s\n", u.Email)
+	fmt.Fprintf(&b, "Created %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	b.WriteString("Each code works once. Keep them somewhere safe.\n\n")
+	for _, c := range codes {
+		b.WriteString(c)
+		b.WriteByte('\n')
+	}
+	k.render(w, r, http.StatusOK, "codes", &codesPage{
+		layout:   layout{Title: heading, User: u},
+		Heading:  heading,
+		Intro:    intro,
+		Codes:    codes,
+		Download: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(b.String())),
+		Done:     done,
+	})
+}
+
+// Turning two-factor authentication off.
+
+func pageDisable(k *kit, svc *mfa.Service) http.Handler {
+	return withPageUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
+		st, err := svc.Status(r.Context(), u.ID)
+		if err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		if !st.TwoFactorEnabled {
+			redirect(w, r, "/settings/security?msg=not_enabled")
+			return
+		}
+		k.render(w, r, http.StatusOK, "disable", &disablePage{
+			layout: layout{Title: "Turn off two-factor authentication", User: u},
+		})
+	})
+}
+
+var errNotUnderstood = mfa.Errorf(mfa.KindInvalid, "confirmation_required",
+	"Tick the box to confirm that your account will be protected by your password only.")
+
+func pageDisableSubmit(k *kit, svc *mfa.Service) http.Handler {
+	return withPageUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
+		if err := parseForm(r); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		var err error = errNotUnderstood
+		if r.PostFormValue("understand") == "yes" {
+			err = svc.DisableTwoFactor(r.Context(), u, r.PostFormValue("password"), k.client(r))
+		}
+		if errors.Is(err, mfa.ErrNotEnabled) {
+			redirect(w, r, "/settings/security?msg=not_enabled")
+			return
+		}
+		if err != nil {
+			status, msg := k.formProblem(w, r, err)
+			k.render(w, r, status, "disable", &disablePage{
+				layout: layout{Title: "Turn off two-factor authentication", User: u, Error: msg},
+			})
+			return
+		}
+		redirect(w, r, "/settings/security?msg=disabled")
+	})
+}
