@@ -109,6 +109,10 @@ func (s *Service) BeginTOTP(ctx context.Context, u *User, password string, c Cli
 	if err != nil {
 		return nil, fmt.Errorf("mfa: begin totp: %w", err)
 	}
+	enr, err := s.enrollment(u, secret) // before saving: a secret nobody can scan is useless
+	if err != nil {
+		return nil, err
+	}
 	sealed, err := s.cipher.Seal(secret, totpAD(u.ID))
 	if err != nil {
 		return nil, fmt.Errorf("mfa: begin totp: %w", err)
@@ -117,7 +121,7 @@ func (s *Service) BeginTOTP(ctx context.Context, u *User, password string, c Cli
 	if err := s.store.SavePendingFactor(ctx, f); err != nil {
 		return nil, fmt.Errorf("mfa: begin totp: %w", err)
 	}
-	return s.enrollment(u, secret)
+	return enr, nil
 }
 
 func (s *Service) enrollment(u *User, secret []byte) (*Enrollment, error) {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // PasswordHasher hashes and checks passwords under a concurrency bound. It
@@ -92,6 +93,9 @@ func NewService(cfg Config) (*Service, error) {
 	if s.issuer == "" {
 		s.issuer = "twofold"
 	}
+	if strings.ContainsRune(s.issuer, ':') || strings.ContainsFunc(s.issuer, unicode.IsControl) {
+		return nil, fmt.Errorf("mfa: new service: issuer %q: no colon or control character allowed", s.issuer)
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -113,6 +117,9 @@ func setDefault(d *time.Duration, def time.Duration) {
 		*d = def
 	}
 }
+
+// Now is the Service's clock, in UTC.
+func (s *Service) Now() time.Time { return s.clock() }
 
 // Issuer is the name authenticator apps show for this server.
 func (s *Service) Issuer() string { return s.issuer }
@@ -136,7 +143,9 @@ func (s *Service) keyedHash(purpose string, parts ...string) []byte {
 func NormalizeEmail(email string) (string, error) {
 	e := strings.ToLower(strings.TrimSpace(email))
 	at := strings.LastIndexByte(e, '@')
-	if len(e) > 254 || at < 1 || at == len(e)-1 || strings.ContainsAny(e, " \t\r\n<>\"") {
+	// A colon would break the "Issuer:account" label of the key URI.
+	if len(e) > 254 || at < 1 || at == len(e)-1 || strings.ContainsAny(e, " <>\":") ||
+		strings.ContainsFunc(e, unicode.IsControl) {
 		return "", Errorf(KindInvalid, "invalid_email", "Enter a valid email address, like name@example.com.")
 	}
 	return e, nil

@@ -703,8 +703,10 @@ func TestWeakPasswordRefused(t *testing.T) {
 	if !errors.As(err, &e) || e.Code != "weak_password" {
 		t.Fatalf("got %v, want weak_password", err)
 	}
-	if _, err := f.svc.CreateUser(context.Background(), "not-an-email", testPassword, client); mfa.ErrorKind(err) != mfa.KindInvalid {
-		t.Fatalf("bad email: got %v, want KindInvalid", err)
+	for _, bad := range []string{"not-an-email", "a:b@example.com", "a@b@", "ann\x00@example.com", "@example.com"} {
+		if _, err := f.svc.CreateUser(context.Background(), bad, testPassword, client); mfa.ErrorKind(err) != mfa.KindInvalid {
+			t.Errorf("email %q: got %v, want KindInvalid", bad, err)
+		}
 	}
 	f.user(t, "ann@example.com")
 	if _, err := f.svc.CreateUser(context.Background(), "ANN@example.com", testPassword, client); !errors.Is(err, mfa.ErrEmailTaken) {

@@ -44,7 +44,6 @@ var (
 		"Send the request body as JSON, with the header Content-Type: application/json."}
 	errCrossOrigin = &httpError{http.StatusForbidden, "cross_origin_request",
 		"Cross-origin requests are not allowed."}
-	errNotFound = &httpError{http.StatusNotFound, "not_found", "This page does not exist."}
 )
 
 // invalidRequest is the answer to a request body that does not parse.

@@ -88,6 +88,13 @@ func withConfig(f func(*server.Config)) option {
 	return func(e *env) { e.configure = append(e.configure, f) }
 }
 
+// withUsers gives the server the store as its UserCounter.
+func withUsers() option {
+	return func(e *env) {
+		e.configure = append(e.configure, func(c *server.Config) { c.Users = e.store })
+	}
+}
+
 // withStore replaces the store (for fault injection).
 func withStore(wrap func(mfa.Store) mfa.Store) option {
 	return func(e *env) { e.store = wrap(e.store) }

@@ -1,0 +1,1360 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/twofold/twofold/internal/mfa"
+	"github.com/twofold/twofold/internal/password"
+	"github.com/twofold/twofold/otp"
+)
+
+// The loadtest command measures a scratch copy of twofold on this machine:
+// it seeds a fresh data directory, starts the real server on it as a child
+// process, and drives it over HTTP from this process. It never opens a real
+// installation: it takes no --data flag, and --reuse accepts only a
+// directory that an earlier loadtest kept.
+
+// Targets, from the project's performance issue.
+const (
+	targetVerifyRate   = 3000                  // second-factor verifications per second
+	targetVerifyP99    = 20 * time.Millisecond // their 99th percentile latency
+	targetVerifyRSSKiB = 64 << 10              // server RSS during them
+	targetSigninRatio  = 0.95                  // full sign-ins/s over raw argon2id hashes/s
+	targetFloodRSSKiB  = 400 << 10             // server RSS during the login flood
+	ltUsersFile        = "loadtest-users.tsv"  // marks a kept scratch directory; email and TOTP secret per user
+	ltNextFile         = "loadtest-next"       // where the next run's phase-1 users start
+	ltServerLog        = "server.log"          // the server's stdout and stderr
+	ltPassword         = "loadtest passphrase, not a real one"
+	ltWrongPassword    = "loadtest wrong passphrase, on purpose"
+	ltSessionCookie    = "twofold_session"
+	ltCheapTime        = 1  // argon2id iterations of the seeded phase-1 users
+	ltCheapMemoryKiB   = 64 // and their memory
+)
+
+var ltClient = mfa.Client{IP: "loadtest"}
+
+// loadtestOptions are the flags of "twofold loadtest".
+type loadtestOptions struct {
+	users        int
+	duration     time.Duration
+	concurrency  int
+	fullSignins  int
+	flood        int
+	pending      int
+	hashDuration time.Duration
+	keep         bool
+	reuse        string
+	serverBinary string
+	jsonOut      bool
+	args         []string // as given, for the report
+
+	// startServer starts the server under test; nil runs serverBinary (by
+	// default this very executable) as a child process. Tests set it.
+	startServer serverStarter
+}
+
+func cmdLoadtest(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parseLoadtestFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	return runLoadtest(ctx, o, stdout, stderr)
+}
+
+func parseLoadtestFlags(args []string, getenv func(string) string, stderr io.Writer) (loadtestOptions, error) {
+	o := loadtestOptions{args: args}
+	fs := newFlagSet("loadtest", "loadtest [flags]", getenv, stderr)
+	intFlag(fs, &o.users, "users", 100000, "users enrolled with TOTP in the scratch database")
+	fs.durationVar(&o.duration, "duration", 10*time.Second, "how long phase 1 (second-factor requests) runs")
+	intFlag(fs, &o.concurrency, "concurrency", 32, "client connections of phase 1")
+	intFlag(fs, &o.fullSignins, "full-signins", 200, "full sign-ins (password + code) of phase 2, each by its own user hashed with the default argon2id parameters")
+	intFlag(fs, &o.flood, "flood", 200, "concurrent password logins of phase 3")
+	intFlag(fs, &o.pending, "pending", 0, "pending sign-ins prepared for phase 1 (0: the smaller of --users and 6000 per second of --duration)")
+	fs.durationVar(&o.hashDuration, "hash-duration", 3*time.Second, "how long phase 2 measures raw argon2id hashing")
+	fs.boolVar(&o.keep, "keep", false, "keep the scratch data directory, so --reuse can run on it again")
+	fs.stringVar(&o.reuse, "reuse", "", "run on a scratch directory kept by an earlier --keep run instead of seeding a new one")
+	fs.stringVar(&o.serverBinary, "server-binary", "", "twofold binary to measure (default: this one)")
+	fs.boolVar(&o.jsonOut, "json", false, "print the report as JSON")
+	if err := fs.parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return o, errUsage
+	}
+	switch {
+	case o.users < 1:
+		return o, errors.New("loadtest: --users must be at least 1")
+	case o.concurrency < 1:
+		return o, errors.New("loadtest: --concurrency must be at least 1")
+	case o.fullSignins < 1:
+		return o, errors.New("loadtest: --full-signins must be at least 1")
+	case o.flood < 0 || o.pending < 0:
+		return o, errors.New("loadtest: --flood and --pending must not be negative")
+	}
+	return o, nil
+}
+
+// intFlag adds an int flag with its environment twin, like flagSet's own
+// stringVar and durationVar.
+func intFlag(fs *flagSet, p *int, name string, def int, help string) {
+	if v := fs.getenv(envName(name)); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			fs.errs = append(fs.errs, fmt.Errorf("%s=%q: want a whole number", envName(name), v))
+		}
+		def = n
+	}
+	fs.IntVar(p, name, def, fs.describe(name, help))
+}
+
+// ltUser is a seeded user as the load generator knows it: it holds the
+// TOTP secret, as the user's phone would.
+type ltUser struct {
+	email  string
+	secret []byte
+}
+
+// code is the user's current TOTP code.
+func (u ltUser) code(t time.Time) string {
+	c, err := otp.TOTP(u.secret, t, otp.Params{})
+	if err != nil {
+		panic(err) // a 20-byte secret and the default parameters cannot fail
+	}
+	return c
+}
+
+// ltReport is everything measured, printed as text or JSON.
+type ltReport struct {
+	Command    string   `json:"command"`
+	CPUs       int      `json:"cpus"`
+	CPUModel   string   `json:"cpu_model"`
+	GoVersion  string   `json:"go_version"`
+	DataDir    string   `json:"data_dir"`
+	Seed       ltSeed   `json:"seed"`
+	Verify     ltVerify `json:"second_factor"`
+	Signin     ltSignin `json:"full_signin"`
+	Flood      ltFlood  `json:"flood"`
+	ServerLog  ltLog    `json:"server_log"`
+	Targets    []ltGoal `json:"targets"`
+	TargetsMet int      `json:"targets_met"`
+	Failures   int      `json:"failures"` // requests answered wrongly or not at all, over all phases
+}
+
+type ltSeed struct {
+	Users           int     `json:"users"`
+	Reused          bool    `json:"reused"`
+	Seconds         float64 `json:"seconds"`
+	UsersPerSecond  float64 `json:"users_per_second"`
+	FullUsers       int     `json:"full_users"`
+	FullSeconds     float64 `json:"full_users_seconds"`
+	Pending         int     `json:"pending"`
+	PendingSeconds  float64 `json:"pending_seconds"`
+	DatabaseMB      float64 `json:"database_mb"`
+	ServerStartSecs float64 `json:"server_start_seconds"`
+}
+
+type ltLatency struct {
+	P50 float64 `json:"p50_ms"`
+	P90 float64 `json:"p90_ms"`
+	P99 float64 `json:"p99_ms"`
+	Max float64 `json:"max_ms"`
+}
+
+type ltVerify struct {
+	Connections    int            `json:"connections"`
+	Requests       int            `json:"requests"`
+	OK             int            `json:"ok"`
+	Errors         int            `json:"errors"`
+	Statuses       map[string]int `json:"statuses"`
+	ErrorSamples   []string       `json:"error_samples,omitempty"`
+	Seconds        float64        `json:"seconds"`
+	PoolUsedUp     bool           `json:"pool_used_up"`
+	PerSecond      float64        `json:"per_second"`
+	Latency        ltLatency      `json:"latency"`
+	ServerPeakMB   float64        `json:"server_peak_rss_mb"`
+	ServerCPUSecs  float64        `json:"server_cpu_seconds"`
+	ClientCPUSecs  float64        `json:"loadtest_cpu_seconds"`
+	ServerCPUShare float64        `json:"server_cpu_share"` // of all cores over the phase
+}
+
+type ltSignin struct {
+	HashGoroutines  int            `json:"hash_goroutines"`
+	Hashes          int            `json:"hashes"`
+	HashSeconds     float64        `json:"hash_seconds"`
+	HashesPerSecond float64        `json:"hashes_per_second"`
+	Connections     int            `json:"connections"`
+	Signins         int            `json:"signins"`
+	OK              int            `json:"ok"`
+	Errors          int            `json:"errors"`
+	ErrorSamples    []string       `json:"error_samples,omitempty"`
+	Statuses        map[string]int `json:"statuses"`
+	Seconds         float64        `json:"seconds"`
+	PerSecond       float64        `json:"per_second"`
+	Latency         ltLatency      `json:"latency"`
+	Ratio           float64        `json:"ratio"`
+	ServerPeakMB    float64        `json:"server_peak_rss_mb"`
+}
+
+type ltFlood struct {
+	Requests         int            `json:"requests"`
+	Statuses         map[string]int `json:"statuses"`
+	Answered         int            `json:"answered"` // 200, 401, or 429/503 with Retry-After
+	Busy             int            `json:"busy"`     // 429 or 503 with Retry-After
+	Failures         int            `json:"failures"`
+	FailureSamples   []string       `json:"failure_samples,omitempty"`
+	WrongOutcome     int            `json:"wrong_outcome"` // e.g. 200 for a wrong password
+	AllAnsweredSecs  float64        `json:"all_answered_seconds"`
+	Latency          ltLatency      `json:"latency"`
+	ServerPeakMB     float64        `json:"server_peak_rss_mb"`
+	ServerAfterMB    float64        `json:"server_rss_after_mb"`
+	RightPasswords   int            `json:"right_passwords"`
+	WrongPasswords   int            `json:"wrong_passwords"`
+	UnknownAddresses int            `json:"unknown_addresses"`
+}
+
+type ltLog struct {
+	Errors   int      `json:"errors"`
+	Warnings int      `json:"warnings"`
+	Samples  []string `json:"samples,omitempty"`
+}
+
+type ltGoal struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+}
+
+// runLoadtest runs the three phases and prints the report. A missed target
+// is reported, not an error: the error is for a run that could not measure,
+// or requests answered wrongly or not at all.
+func runLoadtest(ctx context.Context, o loadtestOptions, stdout, stderr io.Writer) (err error) {
+	progress := func(format string, args ...any) {
+		fmt.Fprintf(stderr, "loadtest: "+format+"\n", args...)
+	}
+	rep := &ltReport{
+		Command:   strings.TrimSpace("twofold loadtest " + strings.Join(o.args, " ")),
+		CPUs:      runtime.NumCPU(),
+		CPUModel:  cpuModel(),
+		GoVersion: runtime.Version(),
+	}
+
+	// The scratch directory.
+	dir := o.reuse
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "twofold-loadtest-"); err != nil {
+			return fmt.Errorf("loadtest: %w", err)
+		}
+		if o.keep {
+			progress("scratch data directory %s (kept: run again with --reuse %s)", dir, dir)
+		} else {
+			defer func() {
+				if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+					err = fmt.Errorf("loadtest: remove scratch directory: %w", rerr)
+				}
+			}()
+			progress("scratch data directory %s (removed at the end)", dir)
+		}
+	} else if _, err := os.Stat(filepath.Join(dir, ltUsersFile)); err != nil {
+		return fmt.Errorf("loadtest: --reuse %s: not a directory kept by twofold loadtest --keep (no %s); loadtest never runs on a real installation", dir, ltUsersFile)
+	}
+	rep.DataDir = dir
+
+	users, full, pending, err := prepareData(ctx, o, dir, rep, progress)
+	if err != nil {
+		return err
+	}
+
+	// The server, as a separate process.
+	logf, err := os.OpenFile(filepath.Join(dir, ltServerLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("loadtest: server log: %w", err)
+	}
+	defer logf.Close()
+	logStart, _ := logf.Seek(0, io.SeekEnd)
+	start := o.startServer
+	if start == nil {
+		bin := o.serverBinary
+		if bin == "" {
+			if bin, err = os.Executable(); err != nil {
+				return fmt.Errorf("loadtest: find the twofold binary: %w (use --server-binary)", err)
+			}
+		}
+		start = childServer(bin)
+	}
+	t0 := time.Now()
+	srv, err := start(ctx, dir, logf)
+	if err != nil {
+		return fmt.Errorf("loadtest: start server: %w (its log: %s)", err, filepath.Join(dir, ltServerLog))
+	}
+	rep.Seed.ServerStartSecs = time.Since(t0).Seconds()
+	progress("server pid %d listening on %s (started in %s)", srv.pid, srv.url, round(time.Since(t0)))
+	stopped := false
+	defer func() {
+		if !stopped {
+			srv.stop()
+		}
+	}()
+
+	// Phase 1: the second factor.
+	if err := phaseVerify(ctx, o, srv, users, pending, &rep.Verify, progress); err != nil {
+		return err
+	}
+	// Phase 2: full sign-ins against raw argon2id.
+	if err := phaseSignin(ctx, o, srv, full, &rep.Signin, progress); err != nil {
+		return err
+	}
+	// Phase 3: the login flood.
+	if o.flood > 0 {
+		if err := phaseFlood(ctx, o, srv, full, &rep.Flood, progress); err != nil {
+			return err
+		}
+	}
+
+	stopped = true
+	if err := srv.stop(); err != nil {
+		progress("server stopped with an error: %v", err)
+		rep.ServerLog.Errors++
+		rep.ServerLog.Samples = append(rep.ServerLog.Samples, "exit: "+err.Error())
+	}
+	rep.ServerLog = readServerLog(filepath.Join(dir, ltServerLog), logStart, rep.ServerLog)
+
+	rep.judge(o)
+	if o.jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		rep.print(stdout, o)
+	}
+	if rep.Failures > 0 {
+		return fmt.Errorf("loadtest: %d requests were answered wrongly or not at all (see the report and %s)", rep.Failures, filepath.Join(dir, ltServerLog))
+	}
+	return nil
+}
+
+// prepareData seeds (or, with --reuse, loads) the phase-1 users, seeds the
+// phase-2 users with the default hasher and creates the pending sign-ins of
+// phase 1, through the Service over the scratch directory, then closes it
+// so that the server has the database to itself.
+func prepareData(ctx context.Context, o loadtestOptions, dir string, rep *ltReport, progress func(string, ...any)) (users, full []ltUser, pending []ltPending, err error) {
+	// openApp wires the very key files the server will load; its Service
+	// hashes with the default parameters.
+	a, err := openApp(ctx, Config{Data: dir}, discardLogger())
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("loadtest: %w", err)
+	}
+	defer func() {
+		if cerr := a.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("loadtest: %w", cerr)
+		}
+	}()
+	codeKey, err := loadOrCreateCodeKey(filepath.Join(dir, codeKeyFile))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("loadtest: %w", err)
+	}
+	workers := 4 * runtime.NumCPU()
+	// A cheap hasher for the many phase-1 users: their PHC strings record
+	// these parameters, so the server verifies them with these too.
+	cheap, err := mfa.NewService(mfa.Config{
+		Store:     a.db,
+		Passwords: password.NewHasher(password.Options{Time: ltCheapTime, MemoryKiB: ltCheapMemoryKiB, MaxConcurrent: workers}),
+		Cipher:    a.keys,
+		CodeKey:   codeKey,
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("loadtest: %w", err)
+	}
+
+	if o.reuse != "" {
+		users, err = readUsers(filepath.Join(dir, ltUsersFile))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if len(users) > o.users {
+			users = users[:o.users]
+		}
+		rep.Seed.Reused = true
+		progress("reusing %d enrolled users of %s", len(users), dir)
+		// Pending sign-ins of earlier runs have expired: sweep them.
+		if _, err := a.service.DeleteExpiredSessions(ctx); err != nil {
+			return nil, nil, nil, fmt.Errorf("loadtest: %w", err)
+		}
+	} else {
+		progress("seeding %d users with TOTP confirmed (argon2id t=%d m=%d KiB for speed)...", o.users, ltCheapTime, ltCheapMemoryKiB)
+		t0 := time.Now()
+		users, err = seedUsers(ctx, cheap, o.users, workers, func(i int) string {
+			return fmt.Sprintf("user%07d@loadtest.invalid", i)
+		}, func(done int) {
+			if done%10000 == 0 || done == o.users {
+				el := time.Since(t0)
+				progress("  %d/%d users (%s, %.0f users/s)", done, o.users, round(el), float64(done)/el.Seconds())
+			}
+		})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		rep.Seed.Seconds = time.Since(t0).Seconds()
+		rep.Seed.UsersPerSecond = float64(len(users)) / rep.Seed.Seconds
+		if err := writeUsers(filepath.Join(dir, ltUsersFile), users); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	rep.Seed.Users = len(users)
+
+	// Phase-2 users, new in every run, hashed as a real installation does.
+	progress("seeding %d users with the default argon2id parameters (t=%d m=%d KiB)...", o.fullSignins, password.DefaultTime, password.DefaultMemoryKiB)
+	t0 := time.Now()
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	full, err = seedUsers(ctx, a.service, o.fullSignins, 2*runtime.NumCPU(), func(i int) string {
+		return fmt.Sprintf("full-%s-%05d@loadtest.invalid", run, i)
+	}, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rep.Seed.FullUsers = len(full)
+	rep.Seed.FullSeconds = time.Since(t0).Seconds()
+
+	// Pending sign-ins, right before phase 1: they last 10 minutes.
+	n := o.pending
+	if n == 0 {
+		n = int(6000 * o.duration.Seconds())
+	}
+	n = max(1, min(n, len(users)))
+	progress("creating %d pending sign-ins (password passed, code due)...", n)
+	t0 = time.Now()
+	pending, err = createPending(ctx, cheap, users, n, workers, filepath.Join(dir, ltNextFile), func(done int) {
+		if done%10000 == 0 {
+			progress("  %d/%d pending sign-ins", done, n)
+		}
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rep.Seed.Pending = len(pending)
+	rep.Seed.PendingSeconds = time.Since(t0).Seconds()
+	rep.Seed.DatabaseMB = dirMB(dir, databaseFile)
+	return users, full, pending, nil
+}
+
+// enrollUser creates a user and turns TOTP on, as a person does with the
+// enable wizard, and returns the secret the phone would hold.
+func enrollUser(ctx context.Context, svc *mfa.Service, email string) (ltUser, error) {
+	u, err := svc.CreateUser(ctx, email, ltPassword, ltClient)
+	if err != nil {
+		return ltUser{}, fmt.Errorf("loadtest: create %s: %w", email, err)
+	}
+	e, err := svc.BeginTOTP(ctx, u, ltPassword, ltClient)
+	if err != nil {
+		return ltUser{}, fmt.Errorf("loadtest: begin totp for %s: %w", email, err)
+	}
+	secret, err := otp.DecodeSecret(e.Secret)
+	if err != nil {
+		return ltUser{}, fmt.Errorf("loadtest: totp secret of %s: %w", email, err)
+	}
+	lu := ltUser{email: u.Email, secret: secret}
+	// Confirm with the code of the previous step: the factor's last used
+	// step is then one before the current one, so a sign-in right after
+	// (as in a short run) can use the current code. A step boundary passed
+	// between making and checking the code makes it too old: try again.
+	for try := 0; ; try++ {
+		_, err = svc.ConfirmTOTP(ctx, u, lu.code(time.Now().Add(-otp.DefaultPeriod)), ltClient)
+		if err == nil || !errors.Is(err, mfa.ErrInvalidCode) || try == 2 {
+			break
+		}
+	}
+	if err != nil {
+		return ltUser{}, fmt.Errorf("loadtest: confirm totp for %s: %w", email, err)
+	}
+	return lu, nil
+}
+
+// seedUsers enrolls n users from workers goroutines; progress, if not nil,
+// is called after each user with the number done.
+func seedUsers(ctx context.Context, svc *mfa.Service, n, workers int, email func(int) string, progress func(int)) ([]ltUser, error) {
+	users := make([]ltUser, n)
+	err := parallel(ctx, n, workers, func(ctx context.Context, i int) error {
+		u, err := enrollUser(ctx, svc, email(i))
+		users[i] = u
+		return err
+	}, progress)
+	return users, err
+}
+
+// ltPending is a sign-in that has passed the password step.
+type ltPending struct {
+	token string
+	user  int
+}
+
+// createPending signs n distinct users in with their password, so that
+// phase 1 sends only the second step. The users come in a fixed random
+// order, spread over the database, from where the previous run on the same
+// directory stopped (kept in the file next): a user whose code was used
+// within the last 30 s cannot sign in again before the next step (replay
+// protection), so a run right after another takes other users.
+func createPending(ctx context.Context, svc *mfa.Service, users []ltUser, n, workers int, next string, progress func(int)) ([]ltPending, error) {
+	order := rand.New(rand.NewPCG(uint64(len(users)), 6238)).Perm(len(users))
+	from := 0
+	if b, err := os.ReadFile(next); err == nil {
+		from, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	pick := make([]int, n)
+	for i := range pick {
+		pick[i] = order[(from+i)%len(order)]
+	}
+	if err := os.WriteFile(next, []byte(strconv.Itoa((from+n)%len(order))+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("loadtest: %w", err)
+	}
+	pending := make([]ltPending, n)
+	err := parallel(ctx, n, workers, func(ctx context.Context, i int) error {
+		u := users[pick[i]]
+		res, err := svc.Login(ctx, u.email, ltPassword, ltClient)
+		if err != nil {
+			return fmt.Errorf("loadtest: sign in %s: %w", u.email, err)
+		}
+		if !res.SecondFactorRequired() {
+			return fmt.Errorf("loadtest: sign in %s: no second factor asked for", u.email)
+		}
+		pending[i] = ltPending{token: res.Token, user: pick[i]}
+		return nil
+	}, progress)
+	return pending, err
+}
+
+// parallel runs f(0..n-1) on workers goroutines and stops at the first error.
+func parallel(ctx context.Context, n, workers int, f func(context.Context, int) error, progress func(int)) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next, done atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := f(ctx, i); err != nil {
+					cancel(err)
+					return
+				}
+				if d := done.Add(1); progress != nil {
+					progress(int(d))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// writeUsers saves the users and their TOTP secrets, so that --reuse can
+// run on a kept directory.
+func writeUsers(path string, users []ltUser) error {
+	var b bytes.Buffer
+	for _, u := range users {
+		b.WriteString(u.email)
+		b.WriteByte('\t')
+		b.WriteString(otp.EncodeSecret(u.secret))
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("loadtest: %w", err)
+	}
+	return nil
+}
+
+func readUsers(path string) ([]ltUser, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: %w", err)
+	}
+	var users []ltUser
+	for line := range strings.Lines(string(data)) {
+		email, sec, ok := strings.Cut(strings.TrimSpace(line), "\t")
+		if !ok {
+			continue
+		}
+		secret, err := otp.DecodeSecret(sec)
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: %s: %w", path, err)
+		}
+		users = append(users, ltUser{email: email, secret: secret})
+	}
+	if len(users) == 0 {
+		return nil, fmt.Errorf("loadtest: %s holds no user", path)
+	}
+	return users, nil
+}
+
+// ltServer is the server under test.
+type ltServer struct {
+	url  string // http://127.0.0.1:PORT
+	pid  int    // whose /proc entry tells its memory and CPU time
+	stop func() error
+}
+
+// serverStarter starts "twofold serve" on a free loopback port over the data
+// directory dir, writing its output to log.
+type serverStarter func(ctx context.Context, dir string, log io.Writer) (*ltServer, error)
+
+var listeningRE = regexp.MustCompile(`listening on (http://\S+)`)
+
+// childServer runs binary as a separate process, as an installation does,
+// without the TWOFOLD_* variables of this environment (a --secure-cookies
+// there, for one, would rename the cookie).
+func childServer(binary string) serverStarter {
+	return func(ctx context.Context, dir string, log io.Writer) (*ltServer, error) {
+		cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--data", dir)
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "TWOFOLD_") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		watch := newListenWatcher(log)
+		cmd.Stdout = watch
+		cmd.Stderr = log
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		stop := func() error {
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				return <-exited
+			}
+			select {
+			case err := <-exited:
+				return err
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				<-exited
+				return errors.New("did not stop within 20 s of SIGTERM: killed")
+			}
+		}
+		select {
+		case url := <-watch.url:
+			return &ltServer{url: url, pid: cmd.Process.Pid, stop: stop}, nil
+		case err := <-exited:
+			return nil, fmt.Errorf("server exited: %v", err)
+		case <-ctx.Done():
+			stop()
+			return nil, ctx.Err()
+		case <-time.After(60 * time.Second):
+			stop()
+			return nil, errors.New("no \"listening on\" line within 60 s")
+		}
+	}
+}
+
+// listenWatcher passes the server's stdout on to a log and sends the URL of
+// its "listening on" line.
+type listenWatcher struct {
+	log  io.Writer
+	url  chan string
+	mu   sync.Mutex
+	line []byte
+	sent bool
+}
+
+func newListenWatcher(log io.Writer) *listenWatcher {
+	return &listenWatcher{log: log, url: make(chan string, 1)}
+}
+
+func (w *listenWatcher) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.sent {
+		w.line = append(w.line, p...)
+		if m := listeningRE.FindSubmatch(w.line); m != nil {
+			w.url <- string(m[1])
+			w.sent, w.line = true, nil
+		} else if i := bytes.LastIndexByte(w.line, '\n'); i >= 0 {
+			w.line = w.line[i+1:]
+		}
+	}
+	return w.log.Write(p)
+}
+
+// httpTransport is a keep-alive transport for n connections to the server,
+// with no proxy.
+func httpTransport(n int) *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		MaxIdleConns:        n,
+		MaxIdleConnsPerHost: n,
+		MaxConnsPerHost:     n,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+}
+
+// postJSON posts body and returns the status, the Retry-After header and
+// the response body.
+func postJSON(ctx context.Context, c *http.Client, url, body string, cookie string) (int, string, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return 0, "", nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if cookie != "" {
+		req.Header.Set("Cookie", ltSessionCookie+"="+cookie)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Retry-After"), b, err
+}
+
+func ltJSONString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// sampler collects up to 5 error messages for the report.
+type sampler struct {
+	mu      sync.Mutex
+	samples []string
+}
+
+func (s *sampler) add(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.samples) < 5 {
+		s.samples = append(s.samples, fmt.Sprintf(format, args...))
+	}
+}
+
+// statusCounter counts answers by status ("200", "401", "error").
+type statusCounter struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (c *statusCounter) add(status int, err error) {
+	k := strconv.Itoa(status)
+	if err != nil {
+		k = "error"
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]int{}
+	}
+	c.m[k]++
+}
+
+// phaseVerify sends second-factor requests, each for its own pending sign-in
+// with the user's current code, from o.concurrency connections for
+// o.duration or until the pending sign-ins are used up.
+func phaseVerify(ctx context.Context, o loadtestOptions, srv *ltServer, users []ltUser, pending []ltPending, r *ltVerify, progress func(string, ...any)) error {
+	progress("phase 1: second-factor requests from %d connections for %s (%d pending sign-ins)...", o.concurrency, o.duration, len(pending))
+	client := &http.Client{Transport: httpTransport(o.concurrency), Timeout: time.Minute}
+	defer client.CloseIdleConnections()
+	url := srv.url + "/api/v1/login/second-factor"
+	r.Connections = o.concurrency
+
+	var (
+		next     atomic.Int64
+		usedUp   atomic.Bool
+		statuses statusCounter
+		samples  sampler
+		mu       sync.Mutex
+		lat      []time.Duration
+		wg       sync.WaitGroup
+	)
+	mem := watchMemory(srv.pid)
+	cpu0, self0 := procCPU(srv.pid), selfCPU()
+	start := time.Now()
+	deadline := start.Add(o.duration)
+	for range o.concurrency {
+		wg.Go(func() {
+			mine := make([]time.Duration, 0, 1024)
+			defer func() {
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			}()
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				i := int(next.Add(1) - 1)
+				if i >= len(pending) {
+					usedUp.Store(true)
+					return
+				}
+				p := pending[i]
+				t0 := time.Now()
+				body := `{"method":"totp","code":"` + users[p.user].code(t0) + `"}`
+				status, _, b, err := postJSON(ctx, client, url, body, p.token)
+				mine = append(mine, time.Since(t0))
+				statuses.add(status, err)
+				switch {
+				case err != nil:
+					samples.add("%v", err)
+				case status != http.StatusOK || !bytes.Contains(b, []byte(`"authenticated"`)):
+					samples.add("%d %s", status, bytes.TrimSpace(b))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	r.ServerCPUSecs = (procCPU(srv.pid) - cpu0).Seconds()
+	r.ClientCPUSecs = (selfCPU() - self0).Seconds()
+	r.ServerCPUShare = r.ServerCPUSecs / (elapsed.Seconds() * float64(runtime.NumCPU()))
+	r.ServerPeakMB = mb(mem.stop())
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.Requests = len(lat)
+	r.Statuses = statuses.m
+	r.OK = r.Statuses["200"]
+	r.ErrorSamples = samples.samples
+	r.Errors = r.Requests - r.OK
+	r.Seconds = elapsed.Seconds()
+	r.PoolUsedUp = usedUp.Load()
+	r.PerSecond = float64(r.OK) / elapsed.Seconds()
+	r.Latency = latencyOf(lat)
+	progress("phase 1: %d verifications in %s: %.0f/s, p99 %.1f ms", r.OK, round(elapsed), r.PerSecond, r.Latency.P99)
+	return nil
+}
+
+// phaseSignin measures raw argon2id hashing in this process while the server
+// is idle, then full sign-ins over HTTP.
+func phaseSignin(ctx context.Context, o loadtestOptions, srv *ltServer, full []ltUser, r *ltSignin, progress func(string, ...any)) error {
+	// Raw argon2id: Verify, what a sign-in runs, with the default
+	// parameters, from as many goroutines as CPUs.
+	r.HashGoroutines = runtime.NumCPU()
+	progress("phase 2: raw argon2id verifications from %d goroutines for %s...", r.HashGoroutines, o.hashDuration)
+	h := password.NewHasher(password.Options{})
+	phc, err := h.Hash(ctx, ltPassword)
+	if err != nil {
+		return fmt.Errorf("loadtest: %w", err)
+	}
+	hashFor := func(d time.Duration) (int, time.Duration, error) {
+		var (
+			hashes atomic.Int64
+			herr   error
+			once   sync.Once
+			wg     sync.WaitGroup
+		)
+		start := time.Now()
+		deadline := start.Add(d)
+		for range r.HashGoroutines {
+			wg.Go(func() {
+				for ctx.Err() == nil && time.Now().Before(deadline) {
+					ok, err := h.Verify(ctx, phc, ltPassword)
+					if err != nil || !ok {
+						once.Do(func() { herr = fmt.Errorf("loadtest: argon2id verify: ok=%v, %w", ok, err) })
+						return
+					}
+					hashes.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		return int(hashes.Load()), time.Since(start), cmp.Or(herr, ctx.Err())
+	}
+	// Untimed first: the first hashes of a process are slower, while its
+	// heap grows to hold argon2's memory (measured: a third fewer hashes/s
+	// in the first 2 s). The server, warm from phase 1, is past that.
+	if _, _, err := hashFor(o.hashDuration / 3); err != nil {
+		return err
+	}
+	n, elapsed, err := hashFor(o.hashDuration)
+	if err != nil {
+		return err
+	}
+	r.Hashes = n
+	r.HashSeconds = elapsed.Seconds()
+	r.HashesPerSecond = float64(n) / elapsed.Seconds()
+
+	// Full sign-ins: password, then code, each from a fresh cookie jar.
+	var wg sync.WaitGroup
+	r.Connections = 2 * runtime.NumCPU()
+	progress("phase 2: %d full sign-ins over HTTP from %d connections...", len(full), r.Connections)
+	tr := httpTransport(r.Connections)
+	defer tr.CloseIdleConnections()
+	var (
+		next     atomic.Int64
+		statuses statusCounter
+		samples  sampler
+		mu       sync.Mutex
+		lat      []time.Duration
+	)
+	mem := watchMemory(srv.pid)
+	start := time.Now()
+	for range r.Connections {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= len(full) {
+					return
+				}
+				t0 := time.Now()
+				err := fullSignin(ctx, tr, srv.url, full[i], &statuses)
+				d := time.Since(t0)
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+				if err != nil {
+					samples.add("%s: %v", full[i].email, err)
+				} else {
+					mu.Lock()
+					r.OK++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed = time.Since(start)
+	r.ServerPeakMB = mb(mem.stop())
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.Signins = len(lat)
+	r.Errors = r.Signins - r.OK
+	r.Statuses = statuses.m
+	r.ErrorSamples = samples.samples
+	r.Seconds = elapsed.Seconds()
+	r.PerSecond = float64(r.OK) / elapsed.Seconds()
+	r.Latency = latencyOf(lat)
+	r.Ratio = r.PerSecond / r.HashesPerSecond
+	progress("phase 2: %.1f argon2id hashes/s, %.1f full sign-ins/s: ratio %.3f", r.HashesPerSecond, r.PerSecond, r.Ratio)
+	return nil
+}
+
+// fullSignin signs u in with password and code, as a browser-less client
+// with its own cookie jar does.
+func fullSignin(ctx context.Context, tr http.RoundTripper, base string, u ltUser, statuses *statusCounter) error {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return err
+	}
+	c := &http.Client{Transport: tr, Jar: jar, Timeout: 2 * time.Minute}
+	status, _, b, err := postJSON(ctx, c, base+"/api/v1/login", `{"email":`+ltJSONString(u.email)+`,"password":`+ltJSONString(ltPassword)+`}`, "")
+	statuses.add(status, err)
+	if err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	if status != http.StatusOK || !bytes.Contains(b, []byte(`"second_factor_required"`)) {
+		return fmt.Errorf("login: %d %s", status, bytes.TrimSpace(b))
+	}
+	status, _, b, err = postJSON(ctx, c, base+"/api/v1/login/second-factor", `{"method":"totp","code":"`+u.code(time.Now())+`"}`, "")
+	statuses.add(status, err)
+	if err != nil {
+		return fmt.Errorf("second factor: %w", err)
+	}
+	if status != http.StatusOK || !bytes.Contains(b, []byte(`"authenticated"`)) {
+		return fmt.Errorf("second factor: %d %s", status, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+// phaseFlood sends o.flood password logins at once: a third with the right
+// password, a third with a wrong one, a third for unknown addresses.
+func phaseFlood(ctx context.Context, o loadtestOptions, srv *ltServer, full []ltUser, r *ltFlood, progress func(string, ...any)) error {
+	progress("phase 3: %d concurrent password logins...", o.flood)
+	client := &http.Client{Transport: httpTransport(o.flood), Timeout: 2 * time.Minute}
+	defer client.CloseIdleConnections()
+	url := srv.url + "/api/v1/login"
+	r.Requests = o.flood
+	var (
+		statuses statusCounter
+		samples  sampler
+		mu       sync.Mutex
+		lat      []time.Duration
+		wg       sync.WaitGroup
+		answered atomic.Int64
+		busy     atomic.Int64
+		wrong    atomic.Int64
+	)
+	mem := watchMemory(srv.pid)
+	go0 := make(chan struct{})
+	for i := range o.flood {
+		email, pw, want := "", ltPassword, http.StatusOK
+		switch u := full[(i/3)%len(full)]; i % 3 {
+		case 0:
+			email = u.email
+			r.RightPasswords++
+		case 1:
+			email, pw, want = u.email, ltWrongPassword, http.StatusUnauthorized
+			r.WrongPasswords++
+		default:
+			email, want = fmt.Sprintf("nobody-%d@loadtest.invalid", i), http.StatusUnauthorized
+			r.UnknownAddresses++
+		}
+		body := `{"email":` + ltJSONString(email) + `,"password":` + ltJSONString(pw) + `}`
+		wg.Go(func() {
+			<-go0
+			t0 := time.Now()
+			status, retry, b, err := postJSON(ctx, client, url, body, "")
+			d := time.Since(t0)
+			mu.Lock()
+			lat = append(lat, d)
+			mu.Unlock()
+			statuses.add(status, err)
+			switch {
+			case err != nil:
+				samples.add("%v", err)
+			case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+				if retry == "" {
+					samples.add("%d without Retry-After: %s", status, bytes.TrimSpace(b))
+					return
+				}
+				answered.Add(1)
+				busy.Add(1)
+			case status == http.StatusOK || status == http.StatusUnauthorized:
+				answered.Add(1)
+				if status != want {
+					wrong.Add(1)
+					samples.add("%s: got %d, want %d: %s", email, status, want, bytes.TrimSpace(b))
+				}
+			default:
+				samples.add("%d %s", status, bytes.TrimSpace(b))
+			}
+		})
+	}
+	start := time.Now()
+	close(go0)
+	wg.Wait()
+	elapsed := time.Since(start)
+	r.ServerPeakMB = mb(mem.stop())
+	rss, _ := procStatusKiB(srv.pid, "VmRSS")
+	r.ServerAfterMB = mb(rss)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.Statuses = statuses.m
+	r.Answered = int(answered.Load())
+	r.Busy = int(busy.Load())
+	r.WrongOutcome = int(wrong.Load())
+	r.Failures = r.Requests - r.Answered + r.WrongOutcome
+	r.FailureSamples = samples.samples
+	r.AllAnsweredSecs = elapsed.Seconds()
+	r.Latency = latencyOf(lat)
+	progress("phase 3: %d of %d answered in %s", r.Answered, r.Requests, round(elapsed))
+	return nil
+}
+
+// memWatch samples a process's resident memory every 50 ms.
+type memWatch struct {
+	pid      int
+	reset    bool // VmHWM was reset at the start
+	done     chan struct{}
+	finished chan struct{}
+	peak     int64 // KiB
+}
+
+// watchMemory starts watching pid's peak resident memory: it resets the
+// kernel's high-water mark (VmHWM) where allowed, and samples VmRSS.
+func watchMemory(pid int) *memWatch {
+	m := &memWatch{pid: pid, done: make(chan struct{}), finished: make(chan struct{})}
+	m.reset = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
+	go func() {
+		defer close(m.finished)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if kib, err := procStatusKiB(pid, "VmRSS"); err == nil {
+				m.peak = max(m.peak, kib)
+			}
+			select {
+			case <-m.done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return m
+}
+
+// stop ends the watch and returns the peak in KiB.
+func (m *memWatch) stop() int64 {
+	close(m.done)
+	<-m.finished
+	if m.reset {
+		if hwm, err := procStatusKiB(m.pid, "VmHWM"); err == nil {
+			m.peak = max(m.peak, hwm)
+		}
+	}
+	return m.peak
+}
+
+// procStatusKiB reads a "kB" field of /proc/PID/status.
+func procStatusKiB(pid int, field string) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				break
+			}
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+// procCPU is the user and system CPU time pid has used, from /proc/PID/stat
+// (in clock ticks of 1/100 s, as on every Linux that Go runs on).
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// selfCPU is the CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func latencyOf(d []time.Duration) ltLatency {
+	if len(d) == 0 {
+		return ltLatency{}
+	}
+	slices.Sort(d)
+	at := func(q float64) float64 {
+		i := int(q*float64(len(d))+0.999999) - 1
+		return ms(d[max(0, min(i, len(d)-1))])
+	}
+	return ltLatency{P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: ms(d[len(d)-1])}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func mb(kib int64) float64 { return float64(kib) / 1024 }
+
+func round(d time.Duration) time.Duration {
+	if d > 10*time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
+}
+
+// dirMB is the size of the database file and its WAL, in MiB.
+func dirMB(dir, db string) float64 {
+	var n int64
+	for _, suffix := range []string{"", "-wal"} {
+		if st, err := os.Stat(filepath.Join(dir, db+suffix)); err == nil {
+			n += st.Size()
+		}
+	}
+	return float64(n) / (1 << 20)
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for line := range strings.Lines(string(data)) {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// readServerLog counts the error and warning lines the server wrote from
+// offset on.
+func readServerLog(path string, offset int64, l ltLog) ltLog {
+	f, err := os.Open(path)
+	if err != nil {
+		return l
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return l
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.Contains(line, "level=ERROR"):
+			l.Errors++
+			if len(l.Samples) < 5 {
+				l.Samples = append(l.Samples, line)
+			}
+		case strings.Contains(line, "level=WARN"):
+			l.Warnings++
+		}
+	}
+	return l
+}
+
+// judge sets the targets and the failure count.
+func (r *ltReport) judge(o loadtestOptions) {
+	goal := func(name, want, got string, met bool) {
+		r.Targets = append(r.Targets, ltGoal{Name: name, Want: want, Got: got, Met: met})
+		if met {
+			r.TargetsMet++
+		}
+	}
+	v := r.Verify
+	goal("second-factor verifications/s", fmt.Sprintf("≥ %d", targetVerifyRate), fmt.Sprintf("%.0f", v.PerSecond),
+		v.PerSecond >= targetVerifyRate && v.Errors == 0)
+	goal("second-factor p99 latency", fmt.Sprintf("< %d ms", targetVerifyP99.Milliseconds()), fmt.Sprintf("%.1f ms", v.Latency.P99),
+		v.Requests > 0 && v.Latency.P99 < ms(targetVerifyP99))
+	goal("server RSS during phase 1", fmt.Sprintf("< %d MB", targetVerifyRSSKiB>>10), fmt.Sprintf("%.1f MB", v.ServerPeakMB),
+		v.ServerPeakMB > 0 && v.ServerPeakMB < mb(targetVerifyRSSKiB))
+	s := r.Signin
+	goal("full sign-ins/s ÷ argon2id hashes/s", fmt.Sprintf("≥ %.2f", targetSigninRatio), fmt.Sprintf("%.3f", s.Ratio),
+		s.Ratio >= targetSigninRatio && s.Errors == 0)
+	if o.flood > 0 {
+		f := r.Flood
+		goal("login flood answered", "all", fmt.Sprintf("%d of %d", f.Answered-f.WrongOutcome, f.Requests), f.Failures == 0)
+		goal("server RSS during the flood", fmt.Sprintf("< %d MB", targetFloodRSSKiB>>10), fmt.Sprintf("%.1f MB", f.ServerPeakMB),
+			f.ServerPeakMB > 0 && f.ServerPeakMB < mb(targetFloodRSSKiB))
+	}
+	r.Failures = v.Errors + s.Errors + r.Flood.Failures
+}
+
+func passMiss(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "MISS"
+}
+
+func statusList(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (l ltLatency) String() string {
+	return fmt.Sprintf("p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", l.P50, l.P90, l.P99, l.Max)
+}
+
+func (r *ltReport) print(w io.Writer, o loadtestOptions) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	met := func(i int) string { return passMiss(r.Targets[i].Met) }
+	p("twofold loadtest")
+	p("  command       %s", r.Command)
+	p("  machine       %d CPUs, %s; %s %s/%s", r.CPUs, r.CPUModel, r.GoVersion, runtime.GOOS, runtime.GOARCH)
+	p("  data          %s", r.DataDir)
+	p("")
+	p("Seeding (through mfa.Service, before the server starts)")
+	if r.Seed.Reused {
+		p("  users         %d enrolled users reused from a kept directory", r.Seed.Users)
+	} else {
+		p("  users         %d with TOTP confirmed in %.1f s: %.0f users/s (argon2id t=%d m=%d KiB)",
+			r.Seed.Users, r.Seed.Seconds, r.Seed.UsersPerSecond, ltCheapTime, ltCheapMemoryKiB)
+	}
+	p("  full users    %d with TOTP confirmed in %.1f s (default argon2id t=%d m=%d KiB p=%d)",
+		r.Seed.FullUsers, r.Seed.FullSeconds, password.DefaultTime, password.DefaultMemoryKiB, password.DefaultThreads)
+	p("  pending       %d sign-ins past the password step in %.1f s", r.Seed.Pending, r.Seed.PendingSeconds)
+	p("  database      %.1f MiB; server started in %.2f s", r.Seed.DatabaseMB, r.Seed.ServerStartSecs)
+	p("")
+	v := r.Verify
+	p("Phase 1: second factor, POST /api/v1/login/second-factor, %d connections, %s", v.Connections, o.duration)
+	if v.PoolUsedUp {
+		p("  (the %d pending sign-ins were used up after %.1f s: raise --pending)", r.Seed.Pending, v.Seconds)
+	}
+	p("  requests      %d in %.2f s (%s)", v.Requests, v.Seconds, statusList(v.Statuses))
+	p("  throughput    %.0f verifications/s          target ≥ %d/s    %s", v.PerSecond, targetVerifyRate, met(0))
+	p("  latency       %s", v.Latency)
+	p("                p99 target < %d ms                          %s", targetVerifyP99.Milliseconds(), met(1))
+	p("  server RSS    peak %.1f MB                     target < %d MB    %s", v.ServerPeakMB, targetVerifyRSSKiB>>10, met(2))
+	p("  CPU time      server %.1f s (%.0f%% of %d CPUs), load generator %.1f s", v.ServerCPUSecs, 100*v.ServerCPUShare, r.CPUs, v.ClientCPUSecs)
+	for _, s := range v.ErrorSamples {
+		p("  error         %s", s)
+	}
+	p("")
+	s := r.Signin
+	p("Phase 2: full sign-in (password + code) against raw argon2id")
+	p("  raw argon2id  %d Verify calls from %d goroutines in %.2f s: %.1f hashes/s (server idle)", s.Hashes, s.HashGoroutines, s.HashSeconds, s.HashesPerSecond)
+	p("  sign-ins      %d over HTTP from %d connections in %.2f s: %.1f sign-ins/s (%s)", s.Signins, s.Connections, s.Seconds, s.PerSecond, statusList(s.Statuses))
+	p("  latency       %s", s.Latency)
+	p("  ratio         %.3f                              target ≥ %.2f     %s", s.Ratio, targetSigninRatio, met(3))
+	p("  server RSS    peak %.1f MB", s.ServerPeakMB)
+	for _, e := range s.ErrorSamples {
+		p("  error         %s", e)
+	}
+	if o.flood > 0 {
+		p("")
+		f := r.Flood
+		p("Phase 3: flood of %d concurrent POST /api/v1/login (%d right passwords, %d wrong, %d unknown addresses)",
+			f.Requests, f.RightPasswords, f.WrongPasswords, f.UnknownAddresses)
+		p("  answered      %d of %d in %.2f s (%s); %d busy with Retry-After", f.Answered, f.Requests, f.AllAnsweredSecs, statusList(f.Statuses), f.Busy)
+		p("  failures      %d (%d with the wrong outcome)                         %s", f.Failures, f.WrongOutcome, met(4))
+		p("  latency       %s", f.Latency)
+		p("  server RSS    peak %.1f MB, %.1f MB after    target < %d MB   %s", f.ServerPeakMB, f.ServerAfterMB, targetFloodRSSKiB>>10, met(5))
+		for _, e := range f.FailureSamples {
+			p("  failure       %s", e)
+		}
+	}
+	p("")
+	p("Server log: %d errors, %d warnings", r.ServerLog.Errors, r.ServerLog.Warnings)
+	for _, l := range r.ServerLog.Samples {
+		p("  %s", l)
+	}
+	p("")
+	p("Targets: %d of %d met", r.TargetsMet, len(r.Targets))
+	for _, t := range r.Targets {
+		p("  %-4s %-38s want %-9s got %s", passMiss(t.Met), t.Name, t.Want, t.Got)
+	}
+}

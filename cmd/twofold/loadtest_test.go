@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// inProcessServer runs "twofold serve" in this process: a test binary cannot
+// be started as "twofold serve". Its memory and CPU figures are the test
+// process's, which is all right for a test that checks figures exist.
+func inProcessServer(ctx context.Context, dir string, log io.Writer) (*ltServer, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	watch := newListenWatcher(log)
+	done := make(chan error, 1)
+	args := []string{"twofold", "serve", "--addr", "127.0.0.1:0", "--data", dir}
+	go func() {
+		done <- run(ctx, args, func(string) string { return "" }, strings.NewReader(""), watch, log)
+	}()
+	select {
+	case url := <-watch.url:
+		return &ltServer{url: url, pid: os.Getpid(), stop: func() error { cancel(); return <-done }}, nil
+	case err := <-done:
+		cancel()
+		return nil, fmt.Errorf("serve stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		return nil, fmt.Errorf("serve did not start within 30 s")
+	}
+}
+
+// TestLoadtestSmall runs every phase end to end with tiny numbers. It checks
+// that each phase measured something and that no request failed, never a
+// speed: test machines are shared and noisy.
+func TestLoadtestSmall(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir()) // the scratch directory goes here
+	o, err := parseLoadtestFlags([]string{
+		"--users", "40", "--duration", "500ms", "--concurrency", "4",
+		"--full-signins", "4", "--flood", "12", "--hash-duration", "200ms", "--json",
+	}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.startServer = inProcessServer
+	var out, errOut bytes.Buffer
+	if err := runLoadtest(context.Background(), o, &out, &errOut); err != nil {
+		t.Fatalf("loadtest: %v\nstdout:\n%s\nstderr:\n%s", err, &out, &errOut)
+	}
+	var rep ltReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, &out)
+	}
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"40 users seeded", rep.Seed.Users == 40},
+		{"40 pending sign-ins", rep.Seed.Pending == 40},
+		{"phase 1 verified codes", rep.Verify.OK > 0 && rep.Verify.PerSecond > 0},
+		{"phase 1 without errors", rep.Verify.Errors == 0 && rep.Verify.Requests == rep.Verify.OK},
+		{"phase 1 latency", rep.Verify.Latency.P99 > 0 && rep.Verify.Latency.Max >= rep.Verify.Latency.P99},
+		{"phase 1 server memory", rep.Verify.ServerPeakMB > 0},
+		{"raw argon2id rate", rep.Signin.Hashes > 0 && rep.Signin.HashesPerSecond > 0},
+		{"4 full sign-ins", rep.Signin.OK == 4 && rep.Signin.Errors == 0},
+		{"sign-in ratio", rep.Signin.Ratio > 0},
+		{"flood all answered", rep.Flood.Requests == 12 && rep.Flood.Answered == 12 && rep.Flood.Failures == 0},
+		{"flood server memory", rep.Flood.ServerPeakMB > 0},
+		{"no server errors", rep.ServerLog.Errors == 0},
+		{"six targets judged", len(rep.Targets) == 6},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: no\n%s", c.name, &out)
+		}
+	}
+	if !strings.Contains(errOut.String(), "phase 3") {
+		t.Errorf("no progress on stderr:\n%s", &errOut)
+	}
+	// The scratch directory is gone.
+	if _, err := os.Stat(rep.DataDir); !os.IsNotExist(err) {
+		t.Errorf("scratch directory %s left behind: %v", rep.DataDir, err)
+	}
+}
+
+// TestLoadtestKeepReuse checks the human report of a run kept with --keep,
+// then a second run on that directory with --reuse.
+func TestLoadtestKeepReuse(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	args := []string{"--users", "10", "--duration", "200ms", "--concurrency", "2",
+		"--full-signins", "2", "--flood", "3", "--hash-duration", "100ms",
+		"--pending", "5"} // so that the second run signs other users in
+	runText := func(extra ...string) (string, string) {
+		t.Helper()
+		o, err := parseLoadtestFlags(append(args, extra...), func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.startServer = inProcessServer
+		var out, errOut bytes.Buffer
+		if err := runLoadtest(context.Background(), o, &out, &errOut); err != nil {
+			t.Fatalf("loadtest %v: %v\nstdout:\n%s\nstderr:\n%s", extra, err, &out, &errOut)
+		}
+		return out.String(), errOut.String()
+	}
+	out, errOut := runText("--keep")
+	for _, want := range []string{"Phase 1", "verifications/s", "p99", "Phase 2", "ratio", "Phase 3", "Targets:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	i := strings.Index(errOut, "--reuse ")
+	if i < 0 {
+		t.Fatalf("kept directory not named:\n%s", errOut)
+	}
+	dir := strings.TrimSuffix(strings.Fields(errOut[i+len("--reuse "):])[0], ")")
+	out, _ = runText("--reuse", dir)
+	if !strings.Contains(out, "10 enrolled users reused") {
+		t.Errorf("second run did not reuse the users:\n%s", out)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("kept directory removed: %v", err)
+	}
+}
+
+func TestLoadtestRefusesRealData(t *testing.T) {
+	dir := t.TempDir() // a data directory that loadtest did not make
+	err := cmdLoadtest(context.Background(), []string{"--reuse", dir}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "never runs on a real installation") {
+		t.Fatalf("got %v, want a refusal", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("loadtest wrote into %s: %v", dir, entries)
+	}
+}
+
+func TestLoadtestFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--users", "0"},
+		{"--concurrency", "-1"},
+		{"--full-signins", "0"},
+		{"--flood", "-3"},
+		{"stray"},
+	} {
+		if _, err := parseLoadtestFlags(args, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("%q: accepted, want an error", args)
+		}
+	}
+	o, err := parseLoadtestFlags(nil, func(k string) string {
+		if k == "TWOFOLD_USERS" {
+			return "123"
+		}
+		return ""
+	}, io.Discard)
+	if err != nil || o.users != 123 || o.duration != 10*time.Second || o.flood != 200 {
+		t.Errorf("defaults with TWOFOLD_USERS=123: got %+v, %v", o, err)
+	}
+}

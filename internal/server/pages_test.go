@@ -1,0 +1,489 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"html"
+	"image/png"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twofold/twofold/internal/mfa"
+	"github.com/twofold/twofold/internal/server"
+	"github.com/twofold/twofold/otp"
+)
+
+// browser walks the pages over a real connection, keeping cookies and
+// sending the headers a browser sends with a same-origin form.
+type browser struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+}
+
+type sameOrigin struct {
+	origin string
+	next   http.RoundTripper
+}
+
+func (s sameOrigin) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	if r.Method == http.MethodPost {
+		r.Header.Set("Origin", s.origin)
+	}
+	return s.next.RoundTrip(r)
+}
+
+func (e *env) browser() *browser {
+	e.t.Helper()
+	srv := httptest.NewServer(e.h)
+	e.t.Cleanup(srv.Close)
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &browser{t: e.t, base: srv.URL, c: &http.Client{
+		Jar:       jar,
+		Transport: sameOrigin{origin: srv.URL, next: srv.Client().Transport},
+	}}
+}
+
+// page is a response, read, after any redirects.
+type page struct {
+	status int
+	path   string // of the final URL, with its query
+	header http.Header
+	body   string
+}
+
+func (b *browser) read(resp *http.Response, err error) page {
+	b.t.Helper()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return page{status: resp.StatusCode, path: resp.Request.URL.RequestURI(), header: resp.Header, body: string(body)}
+}
+
+func (b *browser) get(path string) page {
+	b.t.Helper()
+	return b.read(b.c.Get(b.base + path))
+}
+
+func (b *browser) post(path string, form url.Values) page {
+	b.t.Helper()
+	return b.read(b.c.PostForm(b.base+path, form))
+}
+
+func (p page) want(t *testing.T, status int, path string) {
+	t.Helper()
+	if p.status != status || p.path != path {
+		t.Fatalf("got %d at %s, want %d at %s\n%s", p.status, p.path, status, path, p.body)
+	}
+}
+
+func (p page) mustContain(t *testing.T, parts ...string) {
+	t.Helper()
+	for _, s := range parts {
+		if !strings.Contains(p.body, s) {
+			t.Errorf("page %s lacks %q", p.path, s)
+		}
+	}
+}
+
+func (p page) mustNotContain(t *testing.T, parts ...string) {
+	t.Helper()
+	for _, s := range parts {
+		if strings.Contains(p.body, s) {
+			t.Errorf("page %s holds %q", p.path, s)
+		}
+	}
+}
+
+var (
+	qrRE   = regexp.MustCompile(`<img src="data:image/png;base64,([^"]+)"`)
+	keyRE  = regexp.MustCompile(`<code class="secret-key">([A-Z2-7 ]+)</code>`)
+	codeRE = regexp.MustCompile(`<li><code>([0-9a-z-]+)</code></li>`)
+)
+
+func submatch(t *testing.T, re *regexp.Regexp, body string) string {
+	t.Helper()
+	m := re.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no match of %s in\n%s", re, body)
+	}
+	return m[1]
+}
+
+func (e *env) keyCode(key string) string {
+	e.t.Helper()
+	secret, err := otp.DecodeSecret(key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.totp(secret)
+}
+
+func TestLoginPageMarkup(t *testing.T) {
+	e := newEnv(t)
+	r := e.do(request{method: "GET", path: "/login"})
+	r.wantStatus(t, http.StatusOK)
+	p := page{path: "/login", body: r.Body.String()}
+	p.mustContain(t,
+		`<main id="main">`, `<h1>Sign in</h1>`,
+		`<label for="email">Email address</label>`, `id="email" name="email" type="email" autocomplete="email"`,
+		`<label for="password">Password</label>`, `autocomplete="current-password"`,
+		`<form method="post" action="/login"`, `>Sign In</button>`,
+		`<link rel="stylesheet" href="/static/style.css">`,
+	)
+	p.mustNotContain(t, "Signed in as", "/signup")
+	if ct := r.Header().Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type: got %q", ct)
+	}
+}
+
+func TestTokenPageMarkup(t *testing.T) {
+	e := newEnv(t)
+	e.userWith2FA()
+	half, _ := e.login(testEmail, testPassword)
+
+	r := e.do(request{method: "GET", path: "/login/token", token: half})
+	r.wantStatus(t, http.StatusOK)
+	p := page{path: "/login/token", body: r.Body.String()}
+	p.mustContain(t,
+		`<h1>Enter your token</h1>`, `<label for="code">Token</label>`,
+		`name="code"`, `inputmode="numeric"`, `pattern="[0-9 \-]{6,9}"`, `autocomplete="one-time-code"`,
+		`<input type="hidden" name="method" value="totp">`, `>Verify</button>`,
+		`href="/login/token?method=backup_code"`, testEmail,
+	)
+	p.mustNotContain(t, "Signed in as") // half signed in is not signed in
+
+	r = e.do(request{method: "GET", path: "/login/token?method=backup_code", token: half})
+	r.wantStatus(t, http.StatusOK)
+	p = page{path: "/login/token?method=backup_code", body: r.Body.String()}
+	p.mustContain(t, `<label for="code">Backup code</label>`, `<input type="hidden" name="method" value="backup_code">`,
+		`autocomplete="one-time-code"`, `href="/login/token"`)
+	p.mustNotContain(t, `inputmode="numeric"`)
+
+	// Without a pending sign-in, the page sends you back.
+	e.do(request{method: "GET", path: "/login/token"}).wantRedirect(t, "/login?msg=expired")
+	e.do(request{method: "POST", path: "/login/token", form: true, body: "method=totp&code=123456"}).wantRedirect(t, "/login?msg=expired")
+}
+
+func TestPageSignInFlow(t *testing.T) {
+	e := newEnv(t)
+	secret, codes := e.userWith2FA()
+	b := e.browser()
+
+	b.get("/").want(t, 200, "/login")
+	p := b.post("/login", url.Values{"email": {testEmail}, "password": {testPassword}})
+	p.want(t, 200, "/login/token")
+	p.mustContain(t, "Enter your token")
+
+	// Half signed in: protected pages send you to sign in.
+	b.get("/dashboard").want(t, 200, "/login")
+
+	// Which we do not: the pending sign-in is still there.
+	p = b.post("/login/token", url.Values{"method": {"totp"}, "code": {e.wrongCode(secret)}})
+	p.want(t, 401, "/login/token")
+	p.mustContain(t, `role="alert"`, html.EscapeString(mfa.ErrInvalidCode.Message))
+
+	code := e.totp(secret)
+	p = b.post("/login/token", url.Values{"method": {"totp"}, "code": {code[:3] + " " + code[3:]}})
+	p.want(t, 200, "/dashboard")
+	p.mustContain(t, "Signed in as <strong>"+testEmail+"</strong>", `href="/settings/security"`,
+		`<form method="post" action="/logout"`, ">Sign out</button>")
+	p.mustNotContain(t, "Protect your account") // 2FA is on: no banner
+
+	b.get("/").want(t, 200, "/dashboard")
+	b.get("/login").want(t, 200, "/dashboard")
+
+	p = b.get("/settings/security")
+	p.want(t, 200, "/settings/security")
+	p.mustContain(t, "Account security", "Enabled", "<strong>10</strong> unused backup codes", "Show Codes",
+		"Signed in with password and authenticator app", "Two-factor authentication turned on", "<td>127.0.0.1</td>")
+
+	p = b.post("/logout", nil)
+	p.want(t, 200, "/login?msg=signed_out")
+	p.mustContain(t, "You have signed out.")
+	b.get("/dashboard").want(t, 200, "/login")
+
+	// Again, with a backup code.
+	e.clock.Advance(30 * time.Second)
+	b.post("/login", url.Values{"email": {testEmail}, "password": {testPassword}}).want(t, 200, "/login/token")
+	p = b.get("/login/token?method=backup_code")
+	p.mustContain(t, "Enter a backup code")
+	b.post("/login/token", url.Values{"method": {"backup_code"}, "code": {codes[0]}}).want(t, 200, "/dashboard")
+	p = b.get("/settings/security")
+	p.mustContain(t, "<strong>9</strong> unused backup codes", "Signed in with password and a backup code", "A backup code was used")
+}
+
+func TestPageLoginErrors(t *testing.T) {
+	e := newEnv(t)
+	e.createUser(testEmail, testPassword)
+	wrong := e.do(request{method: "POST", path: "/login", form: true, body: url.Values{"email": {testEmail}, "password": {"not the password"}}.Encode()})
+	unknown := e.do(request{method: "POST", path: "/login", form: true, body: url.Values{"email": {"bob@example.com"}, "password": {"not the password"}}.Encode()})
+	for _, r := range []response{wrong, unknown} {
+		r.wantStatus(t, http.StatusUnauthorized)
+		p := page{path: "/login", body: r.Body.String()}
+		p.mustContain(t, `role="alert"`, html.EscapeString(mfa.ErrInvalidCredentials.Message), `autocomplete="current-password" required>`)
+		p.mustNotContain(t, "not the password") // the password is never echoed
+	}
+	if a, b := strings.ReplaceAll(wrong.Body.String(), testEmail, "X"), strings.ReplaceAll(unknown.Body.String(), "bob@example.com", "X"); a != b {
+		t.Error("unknown email and wrong password render different pages")
+	}
+
+	for range mfa.FreeFailures - 1 { // one failure for this address is counted already
+		e.do(request{method: "POST", path: "/login", form: true, body: url.Values{"email": {testEmail}, "password": {"not the password"}}.Encode()})
+	}
+	r := e.do(request{method: "POST", path: "/login", form: true, body: url.Values{"email": {testEmail}, "password": {testPassword}}.Encode()})
+	r.wantStatus(t, http.StatusTooManyRequests)
+	wantRetryAfter(t, r)
+	page{path: "/login", body: r.Body.String()}.mustContain(t, `role="alert"`, "Too many attempts")
+
+	r = e.do(request{method: "POST", path: "/login", form: true, body: "email=" + strings.Repeat("a", 70<<10)})
+	r.wantStatus(t, http.StatusRequestEntityTooLarge)
+}
+
+func TestProtectedPagesRedirect(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/dashboard", "/settings/security", "/settings/2fa/enable", "/settings/2fa/disable"} {
+		e.do(request{method: "GET", path: path}).wantRedirect(t, "/login")
+		e.do(request{method: "GET", path: path, token: "forged-token"}).wantRedirect(t, "/login")
+	}
+	for _, path := range []string{"/settings/2fa/enable", "/settings/2fa/confirm", "/settings/2fa/backup-codes", "/settings/2fa/disable"} {
+		e.do(request{method: "POST", path: path, form: true, body: "password=x"}).wantRedirect(t, "/login")
+	}
+	e.do(request{method: "GET", path: "/"}).wantRedirect(t, "/login")
+}
+
+func TestPageEnableWizard(t *testing.T) {
+	e := newEnv(t)
+	e.createUser(testEmail, testPassword)
+	b := e.browser()
+	b.post("/login", url.Values{"email": {testEmail}, "password": {testPassword}}).want(t, 200, "/dashboard")
+
+	p := b.get("/dashboard")
+	p.mustContain(t, "Protect your account with two-factor authentication", `href="/settings/2fa/enable"`)
+	p = b.get("/settings/security")
+	p.mustContain(t, "Disabled", `href="/settings/2fa/enable"`, ">Enable</a>")
+	b.get("/settings/2fa/disable").want(t, 200, "/settings/security?msg=not_enabled")
+
+	// Step 1: the password.
+	p = b.get("/settings/2fa/enable")
+	p.want(t, 200, "/settings/2fa/enable")
+	p.mustContain(t, "Confirm your password", `autocomplete="current-password"`)
+	p = b.post("/settings/2fa/enable", url.Values{"password": {"not my password"}})
+	p.want(t, 403, "/settings/2fa/enable")
+	p.mustContain(t, `role="alert"`, "The password is incorrect.")
+
+	// Step 2: the QR code and the key.
+	p = b.post("/settings/2fa/enable", url.Values{"password": {testPassword}})
+	p.want(t, 200, "/settings/2fa/enable")
+	if cc := p.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control of the QR page: got %q, want no-store", cc)
+	}
+	p.mustContain(t, "Scan the QR code", `alt="QR code that adds your twofold test account `+testEmail,
+		`<label for="code">Token</label>`, `autocomplete="one-time-code"`, `inputmode="numeric"`,
+		`action="/settings/2fa/confirm"`, "Turn on two-factor authentication</button>",
+		"<dd>"+testEmail+"</dd>", "<dd>twofold test</dd>")
+	key := submatch(t, keyRE, p.body)
+	if !regexp.MustCompile(`^[A-Z2-7]{4}( [A-Z2-7]{4}){7}$`).MatchString(key) {
+		t.Errorf("key: got %q, want 8 groups of four", key)
+	}
+	// html/template writes "+" as "&#43;" in attributes; a browser reads it back.
+	pngBytes, err := base64.StdEncoding.DecodeString(html.UnescapeString(submatch(t, qrRE, p.body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := png.Decode(bytes.NewReader(pngBytes)); err != nil {
+		t.Fatalf("the QR image is not a PNG: %v", err)
+	}
+	wantURI := "otpauth://totp/twofold%20test:" + url.PathEscape(testEmail) + "?secret=" + strings.ReplaceAll(key, " ", "")
+	if got := zbarDecodeOrSkip(t, pngBytes); got != "" && !strings.HasPrefix(got, wantURI) {
+		t.Errorf("zbarimg read %q, want a URI starting %q", got, wantURI)
+	}
+
+	// Coming back shows the same key; so does a wrong code.
+	p = b.get("/settings/2fa/enable")
+	if got := submatch(t, keyRE, p.body); got != key {
+		t.Errorf("key on return: got %q, want %q", got, key)
+	}
+	p = b.post("/settings/2fa/confirm", url.Values{"code": {"000000"}})
+	p.want(t, 401, "/settings/2fa/confirm")
+	p.mustContain(t, `role="alert"`, html.EscapeString(mfa.ErrInvalidCode.Message))
+	if got := submatch(t, keyRE, p.body); got != key {
+		t.Errorf("key after a wrong code: got %q, want %q", got, key)
+	}
+
+	// Step 3: the backup codes, shown once.
+	p = b.post("/settings/2fa/confirm", url.Values{"code": {e.keyCode(key)}})
+	p.want(t, 200, "/settings/2fa/confirm")
+	if cc := p.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control of the codes page: got %q, want no-store", cc)
+	}
+	codes := codeRE.FindAllStringSubmatch(p.body, -1)
+	if len(codes) != 10 {
+		t.Fatalf("codes on the page: got %d, want 10", len(codes))
+	}
+	p.mustContain(t, `download="twofold-backup-codes.txt"`, "Download as .txt", `href="/settings/security?msg=enabled"`, "Print")
+	dl := regexp.MustCompile(`href="data:text/plain;charset=utf-8,([^"]+)"`).FindStringSubmatch(p.body)
+	if dl == nil {
+		t.Fatal("no download link")
+	}
+	text, err := url.PathUnescape(html.UnescapeString(dl[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range codes {
+		if !strings.Contains(text, c[1]+"\n") {
+			t.Errorf("the download lacks code %s:\n%s", c[1], text)
+		}
+	}
+
+	p = b.get("/settings/security?msg=enabled")
+	p.mustContain(t, "Two-factor authentication is on.", "Enabled", "<strong>10</strong> unused backup codes")
+	b.get("/settings/2fa/enable").want(t, 200, "/settings/security?msg=already_enabled")
+
+	// Show Codes: new codes replace the old.
+	p = b.post("/settings/2fa/backup-codes", url.Values{"password": {"not my password"}})
+	p.want(t, 403, "/settings/2fa/backup-codes")
+	p.mustContain(t, "Account security", `role="alert"`, "The password is incorrect.")
+	p = b.post("/settings/2fa/backup-codes", url.Values{"password": {testPassword}})
+	p.want(t, 200, "/settings/2fa/backup-codes")
+	p.mustContain(t, "Your new backup codes", "no longer work")
+	if n := len(codeRE.FindAllString(p.body, -1)); n != 10 {
+		t.Errorf("new codes: got %d, want 10", n)
+	}
+
+	// Disable: the box must be ticked.
+	p = b.get("/settings/2fa/disable")
+	p.mustContain(t, `type="checkbox" value="yes" required`, "I understand my account will be protected by my password only")
+	p = b.post("/settings/2fa/disable", url.Values{"password": {testPassword}})
+	p.want(t, 400, "/settings/2fa/disable")
+	p.mustContain(t, `role="alert"`, "Tick the box")
+	p = b.post("/settings/2fa/disable", url.Values{"password": {"not my password"}, "understand": {"yes"}})
+	p.want(t, 403, "/settings/2fa/disable")
+	p = b.post("/settings/2fa/disable", url.Values{"password": {testPassword}, "understand": {"yes"}})
+	p.want(t, 200, "/settings/security?msg=disabled")
+	p.mustContain(t, "Two-factor authentication is off.", "Disabled", "Two-factor authentication turned off")
+}
+
+// zbarDecodeOrSkip is zbarDecode, returning "" (after noting why) where
+// zbarimg is missing, so the rest of a longer test still runs.
+func zbarDecodeOrSkip(t *testing.T, png []byte) string {
+	t.Helper()
+	var got string
+	t.Run("zbarimg", func(t *testing.T) { got = zbarDecode(t, png) })
+	return got
+}
+
+func TestPageConfirmAfterSetupExpired(t *testing.T) {
+	e := newEnv(t)
+	e.createUser(testEmail, testPassword)
+	b := e.browser()
+	b.post("/login", url.Values{"email": {testEmail}, "password": {testPassword}}).want(t, 200, "/dashboard")
+	b.post("/settings/2fa/enable", url.Values{"password": {testPassword}}).mustContain(t, "Scan the QR code")
+	e.clock.Advance(16 * time.Minute) // past the 15 minutes a setup waits, within the session's idle limit
+	p := b.post("/settings/2fa/confirm", url.Values{"code": {"123456"}})
+	p.want(t, 409, "/settings/2fa/confirm")
+	p.mustContain(t, "Confirm your password", html.EscapeString(mfa.ErrNoEnrollment.Message))
+}
+
+func TestSetupLink(t *testing.T) {
+	const token = "0123456789abcdef0123456789abcdef"
+	e := newEnv(t, withConfig(func(c *server.Config) { c.SetupToken = token }), withUsers())
+
+	for _, q := range []string{"", "?token=", "?token=wrong", "?token=" + token[:31]} {
+		e.do(request{method: "GET", path: "/setup" + q}).wantStatus(t, http.StatusNotFound)
+	}
+	e.do(request{method: "POST", path: "/setup", form: true, body: "token=wrong&email=a%40b.c&password=" + url.QueryEscape(testPassword)}).
+		wantStatus(t, http.StatusNotFound)
+
+	r := e.do(request{method: "GET", path: "/setup?token=" + token})
+	r.wantStatus(t, http.StatusOK)
+	p := page{path: "/setup", body: r.Body.String()}
+	p.mustContain(t, "Create the first account", `autocomplete="new-password"`, `autocomplete="email"`,
+		`<input type="hidden" name="token" value="`+token+`">`)
+
+	r = e.do(request{method: "POST", path: "/setup", form: true,
+		body: url.Values{"token": {token}, "email": {testEmail}, "password": {"short"}}.Encode()})
+	r.wantStatus(t, http.StatusBadRequest)
+	page{path: "/setup", body: r.Body.String()}.mustContain(t, `role="alert"`, `value="`+testEmail+`"`)
+
+	r = e.do(request{method: "POST", path: "/setup", form: true,
+		body: url.Values{"token": {token}, "email": {testEmail}, "password": {testPassword}}.Encode()})
+	r.wantRedirect(t, "/login?msg=account_created")
+	if r.cookie(sessionName) != nil {
+		t.Error("setup signed the user in")
+	}
+	// Once an account exists, the link is dead.
+	e.do(request{method: "GET", path: "/setup?token=" + token}).wantStatus(t, http.StatusNotFound)
+	e.do(request{method: "POST", path: "/setup", form: true,
+		body: url.Values{"token": {token}, "email": {"eve@example.com"}, "password": {testPassword}}.Encode()}).
+		wantStatus(t, http.StatusNotFound)
+	_, status := e.login(testEmail, testPassword)
+	if status != "authenticated" {
+		t.Errorf("login: got %q, want authenticated", status)
+	}
+
+	// Without a token configured, there is no link at all.
+	e2 := newEnv(t)
+	e2.do(request{method: "GET", path: "/setup?token="}).wantStatus(t, http.StatusNotFound)
+}
+
+func TestSignupPage(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *server.Config) { c.AllowSignup = true }))
+	p := page{path: "/login", body: e.do(request{method: "GET", path: "/login"}).Body.String()}
+	p.mustContain(t, `href="/signup"`)
+	r := e.do(request{method: "GET", path: "/signup"})
+	r.wantStatus(t, http.StatusOK)
+	page{path: "/signup", body: r.Body.String()}.mustContain(t, "Create an account", `autocomplete="new-password"`, `action="/signup"`)
+	r = e.do(request{method: "POST", path: "/signup", form: true, body: url.Values{"email": {testEmail}, "password": {testPassword}}.Encode()})
+	r.wantRedirect(t, "/login?msg=account_created")
+	r = e.do(request{method: "POST", path: "/signup", form: true, body: url.Values{"email": {testEmail}, "password": {testPassword}}.Encode()})
+	r.wantStatus(t, http.StatusConflict)
+}
+
+func TestFlashMessagesAreFixed(t *testing.T) {
+	e := newEnv(t)
+	r := e.do(request{method: "GET", path: "/login?msg=%3Cb%3Eyou+have+been+hacked%3C%2Fb%3E"})
+	page{path: "/login", body: r.Body.String()}.mustNotContain(t, "hacked", `role="status"`)
+	r = e.do(request{method: "GET", path: "/login?msg=expired"})
+	page{path: "/login", body: r.Body.String()}.mustContain(t, `role="status"`, "Your sign-in has expired")
+}
+
+// Every page is free of script and of inline style, which the
+// Content-Security-Policy would block anyway.
+func TestPagesHaveNoScriptOrInlineStyle(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *server.Config) { c.AllowSignup = true }))
+	secret, _ := e.userWith2FA()
+	full := e.fullLogin(secret)
+	half, _ := e.login(testEmail, testPassword)
+	inline := regexp.MustCompile(`(?i)<script|<style|\sstyle=|\son[a-z]+=|javascript:`)
+	for _, tt := range []struct{ path, token string }{
+		{"/login", ""}, {"/signup", ""}, {"/login/token", half}, {"/login/token?method=backup_code", half},
+		{"/dashboard", full}, {"/settings/security", full}, {"/settings/2fa/disable", full},
+	} {
+		r := e.do(request{method: "GET", path: tt.path, token: tt.token})
+		r.wantStatus(t, http.StatusOK)
+		if m := inline.FindString(r.Body.String()); m != "" {
+			t.Errorf("%s holds %q", tt.path, m)
+		}
+		if !strings.Contains(r.Body.String(), "<main") || !strings.Contains(r.Body.String(), "<h1") {
+			t.Errorf("%s lacks <main> or <h1>", tt.path)
+		}
+	}
+}
