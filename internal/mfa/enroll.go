@@ -79,8 +79,7 @@ var ErrWrongPassword = &Error{Kind: KindForbidden, Code: "invalid_password", Mes
 // Reauthenticate checks the signed-in user's password again before a
 // sensitive change. Its failures count with those of signing in.
 func (s *Service) Reauthenticate(ctx context.Context, u *User, password string, c Client) error {
-	key := s.passwordKey(u.Email)
-	st, err := s.checkThrottle(ctx, key)
+	a, err := s.begin(ctx, s.passwordKey(u.Email))
 	if err != nil {
 		return err
 	}
@@ -89,9 +88,10 @@ func (s *Service) Reauthenticate(ctx context.Context, u *User, password string, 
 		return s.hashError("reauthenticate", err)
 	}
 	if !ok {
-		return s.fail(ctx, key, u.ID, c, ErrWrongPassword)
+		s.record(ctx, u.ID, EventLoginFailed, c, "wrong password to confirm a change")
+		return s.failed(ctx, a, u.ID, c, ErrWrongPassword)
 	}
-	return s.succeed(ctx, key, st)
+	return s.succeeded(ctx, a)
 }
 
 // BeginTOTP checks the password and creates a pending TOTP factor with a new
@@ -170,16 +170,16 @@ func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Clien
 	if err != nil {
 		return nil, err
 	}
-	key := userKey(u.ID, MethodTOTP)
-	st, err := s.checkThrottle(ctx, key)
+	a, err := s.begin(ctx, userKey(u.ID, MethodTOTP))
 	if err != nil {
 		return nil, err
 	}
 	step, ok := otp.Verify(secret, code, s.clock(), 0, totpParams)
 	if !ok {
-		return nil, s.fail(ctx, key, u.ID, c, ErrInvalidCode)
+		s.record(ctx, u.ID, EventSecondFactorFailed, c, "setup")
+		return nil, s.failed(ctx, a, u.ID, c, ErrInvalidCode)
 	}
-	if err := s.succeed(ctx, key, st); err != nil {
+	if err := s.succeeded(ctx, a); err != nil {
 		return nil, err
 	}
 	codes, stored, err := s.newBackupCodes(u.ID)

@@ -25,8 +25,7 @@ func (r *LoginResult) SecondFactorRequired() bool { return r.Session.Level == Le
 // VerifySecondFactor completes it; the password is never kept.
 func (s *Service) Login(ctx context.Context, email, password string, c Client) (*LoginResult, error) {
 	email, emailErr := NormalizeEmail(email)
-	key := s.passwordKey(email)
-	st, err := s.checkThrottle(ctx, key)
+	a, err := s.begin(ctx, s.passwordKey(email))
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +41,7 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 		if err := s.passwords.VerifyDummy(ctx, password); err != nil {
 			return nil, s.hashError("login", err)
 		}
-		return nil, s.fail(ctx, key, 0, c, ErrInvalidCredentials)
+		return nil, s.failed(ctx, a, 0, c, ErrInvalidCredentials)
 	}
 	ok, err := s.passwords.Verify(ctx, u.PasswordHash, password)
 	if err != nil {
@@ -50,9 +49,9 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	}
 	if !ok {
 		s.record(ctx, u.ID, EventLoginFailed, c, "wrong password")
-		return nil, s.fail(ctx, key, u.ID, c, ErrInvalidCredentials)
+		return nil, s.failed(ctx, a, u.ID, c, ErrInvalidCredentials)
 	}
-	if err := s.succeed(ctx, key, st); err != nil {
+	if err := s.succeeded(ctx, a); err != nil {
 		return nil, err
 	}
 
@@ -117,8 +116,7 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 	if method != MethodTOTP && method != MethodBackupCode {
 		return nil, ErrMethodUnavailable
 	}
-	key := userKey(u.ID, method)
-	st, err := s.checkThrottle(ctx, key)
+	a, err := s.begin(ctx, userKey(u.ID, method))
 	if err != nil {
 		return nil, err
 	}
@@ -133,9 +131,9 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 	}
 	if !ok {
 		s.record(ctx, u.ID, EventSecondFactorFailed, c, string(method))
-		return nil, s.fail(ctx, key, u.ID, c, ErrInvalidCode)
+		return nil, s.failed(ctx, a, u.ID, c, ErrInvalidCode)
 	}
-	if err := s.succeed(ctx, key, st); err != nil {
+	if err := s.succeeded(ctx, a); err != nil {
 		return nil, err
 	}
 	if method == MethodBackupCode {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -711,5 +712,41 @@ func TestWeakPasswordRefused(t *testing.T) {
 	f.user(t, "ann@example.com")
 	if _, err := f.svc.CreateUser(context.Background(), "ANN@example.com", testPassword, client); !errors.Is(err, mfa.ErrEmailTaken) {
 		t.Fatalf("duplicate email: got %v", err)
+	}
+}
+
+// slowFactors makes reading factors slow, as a loaded database would, to
+// widen any gap between admitting an attempt and counting it.
+type slowFactors struct{ mfa.Store }
+
+func (s slowFactors) Factors(ctx context.Context, userID int64) ([]mfa.Factor, error) {
+	time.Sleep(5 * time.Millisecond)
+	return s.Store.Factors(ctx, userID)
+}
+
+func TestConcurrentGuessesStayWithinTheLimit(t *testing.T) {
+	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { return slowFactors{s} })
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	f.enable(t, u)
+	tok := f.login(t, u.Email).Token
+	const guesses = 40
+	var wg sync.WaitGroup
+	var checked, limited atomic.Int64
+	for i := range guesses {
+		wg.Go(func() {
+			_, err := f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, fmt.Sprintf("%06d", i), client)
+			switch {
+			case err == nil || mfa.ErrorKind(err) == mfa.KindUnauthenticated: // a lucky guess is checked too
+				checked.Add(1)
+			case mfa.ErrorKind(err) == mfa.KindRateLimited:
+				limited.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if checked.Load() > mfa.FreeFailures || checked.Load()+limited.Load() != guesses {
+		t.Fatalf("%d guesses at once: %d checked, %d rate limited; want at most %d checked, the rest limited",
+			guesses, checked.Load(), limited.Load(), mfa.FreeFailures)
 	}
 }

@@ -68,9 +68,11 @@ type Store interface {
 	// admit runs while the store holds its lock: it must not call the store.
 	// Failures older than since may be forgotten.
 	RecordFailure(ctx context.Context, key ThrottleKey, at, since time.Time, admit func(ThrottleState) bool) (ThrottleState, bool, error)
-	// ResetThrottle sets the consecutive failure count to zero; failures stay
+	// ResetThrottle sets the consecutive failure count to zero and forgets
+	// one failure recorded at exactly attempt (the attempt that has just
+	// succeeded, recorded beforehand as a failure); other failures stay
 	// counted in their window.
-	ResetThrottle(ctx context.Context, key ThrottleKey) error
+	ResetThrottle(ctx context.Context, key ThrottleKey, attempt time.Time) error
 
 	// DeleteStaleThrottles forgets failures before t, and keys whose last
 	// failure is before t: for them, no record is the same as the record.

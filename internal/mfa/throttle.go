@@ -50,46 +50,45 @@ func (s *Service) passwordKey(email string) ThrottleKey {
 	return ThrottleKey{Subject: "email:" + hex.EncodeToString(s.keyedHash("throttle-email", email)), Method: MethodPassword}
 }
 
-// checkThrottle answers a rate-limit error while key is locked.
-func (s *Service) checkThrottle(ctx context.Context, key ThrottleKey) (ThrottleState, error) {
-	now := s.clock()
-	st, err := s.store.ThrottleState(ctx, key, now.Add(-ThrottleWindow))
-	if err != nil {
-		return st, fmt.Errorf("mfa: throttle state: %w", err)
-	}
-	if d := lockRemaining(st, now); d > 0 {
-		return st, rateLimited(d)
-	}
-	return st, nil
+// attempt is one admitted try against a throttle key. It is recorded as a
+// failure the moment it is admitted, before the password or code is even
+// looked at, and forgotten only when it succeeds: so concurrent guesses, on
+// one instance or many, can never be checked beyond the limits.
+type attempt struct {
+	key   ThrottleKey
+	at    time.Time
+	state ThrottleState // including this attempt
 }
 
-// fail counts one failed attempt against key and returns the error to
-// answer: failed, or rate-limited when the key was locked meanwhile. The
-// check and the count are one atomic step, so concurrent attempts cannot
-// overrun the ceiling. userID, when not 0, receives a throttled event at the
-// failure that starts a lock.
-func (s *Service) fail(ctx context.Context, key ThrottleKey, userID int64, c Client, failed error) error {
+// begin admits one attempt against key, or answers rate-limited while the
+// key is locked. The check and the count are one atomic step of the store.
+// An attempt that ends in an error of the server (say, a busy password
+// hasher) stays counted: only success undoes it.
+func (s *Service) begin(ctx context.Context, key ThrottleKey) (*attempt, error) {
 	now := s.clock()
 	st, recorded, err := s.store.RecordFailure(ctx, key, now, now.Add(-ThrottleWindow),
 		func(st ThrottleState) bool { return lockRemaining(st, now) == 0 })
 	if err != nil {
-		return fmt.Errorf("mfa: record failure: %w", err)
+		return nil, fmt.Errorf("mfa: record attempt: %w", err)
 	}
 	if !recorded {
-		return rateLimited(lockRemaining(st, now))
+		return nil, rateLimited(lockRemaining(st, now))
 	}
-	if d := lockRemaining(st, now); d > 0 && userID != 0 {
-		s.record(ctx, userID, EventThrottled, c, fmt.Sprintf("%s locked for %s", key.Method, humanDuration(d)))
-	}
-	return failed
+	return &attempt{key: key, at: now, state: st}, nil
 }
 
-// succeed clears the consecutive-failure count of key, if there is one.
-func (s *Service) succeed(ctx context.Context, key ThrottleKey, st ThrottleState) error {
-	if st.Consecutive == 0 {
-		return nil
+// failed leaves the attempt counted and returns err. userID, when not 0,
+// receives a throttled event when this failure starts a lock.
+func (s *Service) failed(ctx context.Context, a *attempt, userID int64, c Client, err error) error {
+	if d := lockRemaining(a.state, a.at); d > 0 && userID != 0 {
+		s.record(ctx, userID, EventThrottled, c, fmt.Sprintf("%s locked for %s", a.key.Method, humanDuration(d)))
 	}
-	if err := s.store.ResetThrottle(ctx, key); err != nil {
+	return err
+}
+
+// succeeded forgets the attempt and clears the key's consecutive failures.
+func (s *Service) succeeded(ctx context.Context, a *attempt) error {
+	if err := s.store.ResetThrottle(ctx, a.key, a.at); err != nil {
 		return fmt.Errorf("mfa: reset throttle: %w", err)
 	}
 	return nil

@@ -469,10 +469,19 @@ func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since 
 	return st, recorded, nil
 }
 
-// ResetThrottle sets the key's consecutive failure count to zero; its
+// ResetThrottle sets the key's consecutive failure count to zero and
+// forgets the failure recorded at attempt; its other
 // failures stay counted in their window. An unknown key is not an error.
-func (db *DB) ResetThrottle(ctx context.Context, key mfa.ThrottleKey) error {
-	if _, err := db.st.resetThrottle.ExecContext(ctx, key.Subject, string(key.Method)); err != nil {
+func (db *DB) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt time.Time) error {
+	subject, method := key.Subject, string(key.Method)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, db.st.resetThrottle).ExecContext(ctx, subject, method); err != nil {
+			return err
+		}
+		_, err := tx.StmtContext(ctx, db.st.forgetFailure).ExecContext(ctx, subject, method, millis(attempt))
+		return err
+	})
+	if err != nil {
 		return wrap("reset throttle", err)
 	}
 	return nil

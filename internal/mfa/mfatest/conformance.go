@@ -991,8 +991,8 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		}
 		checkThrottle(t, "ThrottleState after a refused failure", got, want)
 
-		// A reset clears the consecutive count only.
-		if err := s.ResetThrottle(ctx, key); err != nil {
+		// A reset naming no recorded attempt clears the consecutive count only.
+		if err := s.ResetThrottle(ctx, key, base.Add(time.Hour)); err != nil {
 			t.Fatalf("ResetThrottle: %v", err)
 		}
 		got, err = s.ThrottleState(ctx, key, longAgo)
@@ -1006,7 +1006,16 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 			t.Fatalf("RecordFailure after reset: got %v, %v", ok, err)
 		}
 		checkThrottle(t, "RecordFailure after ResetThrottle", st, mfa.ThrottleState{Consecutive: 1, LastFailure: at, WindowCount: 4, WindowOldest: base})
-		if err := s.ResetThrottle(ctx, mfa.ThrottleKey{Subject: "user:404", Method: mfa.MethodTOTP}); err != nil {
+		// A reset naming that attempt forgets it: it succeeded after all.
+		if err := s.ResetThrottle(ctx, key, at); err != nil {
+			t.Fatalf("ResetThrottle(attempt): %v", err)
+		}
+		got, err = s.ThrottleState(ctx, key, longAgo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkThrottle(t, "ThrottleState after ResetThrottle of the last attempt", got, mfa.ThrottleState{LastFailure: at, WindowCount: 3, WindowOldest: base})
+		if err := s.ResetThrottle(ctx, mfa.ThrottleKey{Subject: "user:404", Method: mfa.MethodTOTP}, at); err != nil {
 			t.Errorf("ResetThrottle of an unknown key: got %v, want nil", err)
 		}
 	})
@@ -1057,7 +1066,7 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		if _, _, err := s.RecordFailure(ctx, other, base, longAgo, always); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.ResetThrottle(ctx, other); err != nil {
+		if err := s.ResetThrottle(ctx, other, base); err != nil {
 			t.Fatal(err)
 		}
 		st, err := s.ThrottleState(ctx, key, longAgo)

@@ -454,13 +454,20 @@ func (m *MemStore) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, s
 	return th.state(since), true, nil
 }
 
-// ResetThrottle sets the key's consecutive failure count to zero; its
+// ResetThrottle sets the key's consecutive failure count to zero and
+// forgets the failure recorded at attempt; its other
 // failures stay counted in their window. An unknown key is not an error.
-func (m *MemStore) ResetThrottle(ctx context.Context, key mfa.ThrottleKey) error {
+func (m *MemStore) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if th, ok := m.throttles[key]; ok {
-		th.consecutive = 0
+	th, ok := m.throttles[key]
+	if !ok {
+		return nil
+	}
+	th.consecutive = 0
+	attempt = storedTime(attempt)
+	if i := slices.IndexFunc(th.failures, attempt.Equal); i >= 0 {
+		th.failures = slices.Delete(th.failures, i, i+1)
 	}
 	return nil
 }
