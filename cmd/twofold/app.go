@@ -37,6 +37,13 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
+	// The database holds emails, password hashes and IPs: for our eyes only.
+	if err := os.Chmod(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := requireKeysWithDatabase(cfg.Data); err != nil {
+		return nil, err
+	}
 	keys, err := openLiveKeyring(filepath.Join(cfg.Data, keyringFile))
 	if err != nil {
 		return nil, err
@@ -69,6 +76,22 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 }
 
 func (a *app) Close() error { return a.db.Close() }
+
+// requireKeysWithDatabase refuses to make new key files beside an existing
+// database: new keys would silently make every TOTP secret or backup code
+// in it useless. Lost key files must come back from a backup.
+func requireKeysWithDatabase(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, databaseFile)); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	for _, name := range []string{keyringFile, codeKeyFile} {
+		if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s is missing beside the existing database %s: restore it from a backup; without it the stored secrets cannot be used",
+				filepath.Join(dir, name), filepath.Join(dir, databaseFile))
+		}
+	}
+	return nil
+}
 
 // loadOrCreateCodeKey reads the 32-byte hex key at path, creating it (mode
 // 0600) on first use. A key readable by others is refused.

@@ -34,11 +34,12 @@ func openLiveKeyring(path string) (*liveKeyring, error) {
 // reload reads the key file again if its modification time or size changed.
 func (lk *liveKeyring) reload() error {
 	st, err := os.Stat(lk.path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("key file: %w", err)
-	}
 	lk.mu.Lock()
 	defer lk.mu.Unlock()
+	if err != nil && (lk.kr != nil || !errors.Is(err, os.ErrNotExist)) {
+		// A key file gone while serving is never replaced by a new one.
+		return fmt.Errorf("key file: %w", err)
+	}
 	if lk.kr != nil && st != nil && st.ModTime().Equal(lk.modTime) && st.Size() == lk.size {
 		return nil
 	}

@@ -313,3 +313,24 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+func TestRefusesNewKeysBesideOldDatabase(t *testing.T) {
+	for _, name := range []string{keyringFile, codeKeyFile} {
+		t.Run(name, func(t *testing.T) {
+			data := t.TempDir()
+			if _, err := runCmd(t, "", "migrate", "--data", data); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(filepath.Join(data, name)); err != nil {
+				t.Fatal(err)
+			}
+			_, err := runCmd(t, "", "migrate", "--data", data)
+			if err == nil || !strings.Contains(err.Error(), "restore it from a backup") {
+				t.Fatalf("%s deleted: got %v, want a refusal", name, err)
+			}
+			if _, statErr := os.Stat(filepath.Join(data, name)); statErr == nil {
+				t.Errorf("%s was created anew", name)
+			}
+		})
+	}
+}

@@ -600,15 +600,21 @@ func TestSecureCookies(t *testing.T) {
 		name   string
 		config bool // SecureCookies
 		https  bool // the request arrives over TLS
+		proxy  bool // TrustProxyHeaders, and the proxy says X-Forwarded-Proto: https
 	}{
-		{"configured, behind a TLS proxy", true, false},
-		{"request over TLS", false, true},
+		{"configured, behind a TLS proxy", true, false, false},
+		{"request over TLS", false, true, false},
+		{"trusted proxy says https", false, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, withConfig(func(c *server.Config) { c.SecureCookies = tt.config }))
+			e := newEnv(t, withConfig(func(c *server.Config) { c.SecureCookies = tt.config; c.TrustProxyHeaders = tt.proxy }))
+			var header map[string]string
+			if tt.proxy {
+				header = map[string]string{"X-Forwarded-Proto": "https"}
+			}
 			e.createUser(testEmail, testPassword)
-			r := e.do(request{method: "POST", path: "/api/v1/login", https: tt.https, body: map[string]string{"email": testEmail, "password": testPassword}})
+			r := e.do(request{method: "POST", path: "/api/v1/login", https: tt.https, header: header, body: map[string]string{"email": testEmail, "password": testPassword}})
 			r.wantStatus(t, http.StatusOK)
 			c := r.cookie(hostName)
 			if c == nil {
@@ -617,9 +623,9 @@ func TestSecureCookies(t *testing.T) {
 			if !c.Secure || !c.HttpOnly || c.Path != "/" || c.Domain != "" || c.SameSite != http.SameSiteLaxMode {
 				t.Errorf("cookie: got %+v, want Secure, HttpOnly, Path=/, no Domain, SameSite=Lax", c)
 			}
-			e.do(request{method: "GET", path: "/api/v1/me", https: tt.https, token: c.Value, cookieName: hostName}).wantStatus(t, http.StatusOK)
+			e.do(request{method: "GET", path: "/api/v1/me", https: tt.https, header: header, token: c.Value, cookieName: hostName}).wantStatus(t, http.StatusOK)
 			// The plain name is not read when cookies are secure.
-			e.do(request{method: "GET", path: "/api/v1/me", https: tt.https, token: c.Value}).wantError(t, http.StatusUnauthorized, "unauthenticated")
+			e.do(request{method: "GET", path: "/api/v1/me", https: tt.https, header: header, token: c.Value}).wantError(t, http.StatusUnauthorized, "unauthenticated")
 		})
 	}
 }

@@ -17,8 +17,12 @@ const (
 	secureCookieName = "__Host-" + cookieName
 )
 
-// secure reports whether r reached the user over HTTPS.
-func (k *kit) secure(r *http.Request) bool { return k.secureCookies || r.TLS != nil }
+// secure reports whether r reached the user over HTTPS: configured so, over
+// TLS, or, behind a trusted proxy, marked so by the proxy.
+func (k *kit) secure(r *http.Request) bool {
+	return k.secureCookies || r.TLS != nil ||
+		(k.trustProxy && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
+}
 
 func (k *kit) cookieName(r *http.Request) string {
 	if k.secure(r) {
