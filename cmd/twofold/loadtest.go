@@ -44,7 +44,7 @@ const (
 	targetSigninRatio  = 0.95                  // full sign-ins/s over raw argon2id hashes/s
 	targetFloodRSSKiB  = 400 << 10             // server RSS during the login flood
 	ltUsersFile        = "loadtest-users.tsv"  // marks a kept scratch directory; email and TOTP secret per user
-	ltNextFile         = "loadtest-next"       // where the next run's phase-1 users start
+	ltSeededDB         = "loadtest-seeded.db"  // the database as seeded, which --reuse starts from
 	ltServerLog        = "server.log"          // the server's stdout and stderr
 	ltPassword         = "loadtest passphrase, not a real one"
 	ltWrongPassword    = "loadtest wrong passphrase, on purpose"
@@ -278,8 +278,12 @@ func runLoadtest(ctx context.Context, o loadtestOptions, stdout, stderr io.Write
 			}()
 			progress("scratch data directory %s (removed at the end)", dir)
 		}
-	} else if _, err := os.Stat(filepath.Join(dir, ltUsersFile)); err != nil {
-		return fmt.Errorf("loadtest: --reuse %s: not a directory kept by twofold loadtest --keep (no %s); loadtest never runs on a real installation", dir, ltUsersFile)
+	} else {
+		for _, f := range []string{ltUsersFile, ltSeededDB} {
+			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+				return fmt.Errorf("loadtest: --reuse %s: not a directory kept by twofold loadtest --keep (no %s); loadtest never runs on a real installation", dir, f)
+			}
+		}
 	}
 	rep.DataDir = dir
 
@@ -358,74 +362,48 @@ func runLoadtest(ctx context.Context, o loadtestOptions, stdout, stderr io.Write
 	return nil
 }
 
-// prepareData seeds (or, with --reuse, loads) the phase-1 users, seeds the
-// phase-2 users with the default hasher and creates the pending sign-ins of
-// phase 1, through the Service over the scratch directory, then closes it
-// so that the server has the database to itself.
+// prepareData seeds (or, with --reuse, restores) the phase-1 users, seeds
+// the phase-2 users with the default hasher and creates the pending
+// sign-ins of phase 1, through the Service over the scratch directory, then
+// closes it so that the server has the database to itself.
 func prepareData(ctx context.Context, o loadtestOptions, dir string, rep *ltReport, progress func(string, ...any)) (users, full []ltUser, pending []ltPending, err error) {
-	// openApp wires the very key files the server will load; its Service
-	// hashes with the default parameters.
-	a, err := openApp(ctx, Config{Data: dir}, discardLogger())
+	usersPath, seededPath := filepath.Join(dir, ltUsersFile), filepath.Join(dir, ltSeededDB)
+	if o.reuse != "" {
+		if users, err = readUsers(usersPath); err != nil {
+			return nil, nil, nil, err
+		}
+		// Every run on a kept directory starts from the database as it was
+		// seeded: sessions and used TOTP steps of earlier runs would
+		// otherwise pile up and change the figures.
+		if err := restoreDB(seededPath, dir); err != nil {
+			return nil, nil, nil, err
+		}
+		rep.Seed.Reused = true
+		progress("reusing the %d enrolled users of %s, as seeded", len(users), dir)
+	} else {
+		if users, err = seedPhase1(ctx, o, dir, rep, progress); err != nil {
+			return nil, nil, nil, err
+		}
+		if o.keep {
+			if err := writeUsers(usersPath, users); err != nil {
+				return nil, nil, nil, err
+			}
+			if err := copyFile(filepath.Join(dir, databaseFile), seededPath); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+	}
+	rep.Seed.Users = len(users)
+
+	a, cheap, err := openScratch(ctx, dir)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("loadtest: %w", err)
+		return nil, nil, nil, err
 	}
 	defer func() {
 		if cerr := a.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("loadtest: %w", cerr)
 		}
 	}()
-	codeKey, err := loadOrCreateCodeKey(filepath.Join(dir, codeKeyFile))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("loadtest: %w", err)
-	}
-	workers := 4 * runtime.NumCPU()
-	// A cheap hasher for the many phase-1 users: their PHC strings record
-	// these parameters, so the server verifies them with these too.
-	cheap, err := mfa.NewService(mfa.Config{
-		Store:     a.db,
-		Passwords: password.NewHasher(password.Options{Time: ltCheapTime, MemoryKiB: ltCheapMemoryKiB, MaxConcurrent: workers}),
-		Cipher:    a.keys,
-		CodeKey:   codeKey,
-	})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("loadtest: %w", err)
-	}
-
-	if o.reuse != "" {
-		users, err = readUsers(filepath.Join(dir, ltUsersFile))
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		if len(users) > o.users {
-			users = users[:o.users]
-		}
-		rep.Seed.Reused = true
-		progress("reusing %d enrolled users of %s", len(users), dir)
-		// Pending sign-ins of earlier runs have expired: sweep them.
-		if _, err := a.service.DeleteExpiredSessions(ctx); err != nil {
-			return nil, nil, nil, fmt.Errorf("loadtest: %w", err)
-		}
-	} else {
-		progress("seeding %d users with TOTP confirmed (argon2id t=%d m=%d KiB for speed)...", o.users, ltCheapTime, ltCheapMemoryKiB)
-		t0 := time.Now()
-		users, err = seedUsers(ctx, cheap, o.users, workers, func(i int) string {
-			return fmt.Sprintf("user%07d@loadtest.invalid", i)
-		}, func(done int) {
-			if done%10000 == 0 || done == o.users {
-				el := time.Since(t0)
-				progress("  %d/%d users (%s, %.0f users/s)", done, o.users, round(el), float64(done)/el.Seconds())
-			}
-		})
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		rep.Seed.Seconds = time.Since(t0).Seconds()
-		rep.Seed.UsersPerSecond = float64(len(users)) / rep.Seed.Seconds
-		if err := writeUsers(filepath.Join(dir, ltUsersFile), users); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	rep.Seed.Users = len(users)
 
 	// Phase-2 users, new in every run, hashed as a real installation does.
 	progress("seeding %d users with the default argon2id parameters (t=%d m=%d KiB)...", o.fullSignins, password.DefaultTime, password.DefaultMemoryKiB)
@@ -448,7 +426,7 @@ func prepareData(ctx context.Context, o loadtestOptions, dir string, rep *ltRepo
 	n = max(1, min(n, len(users)))
 	progress("creating %d pending sign-ins (password passed, code due)...", n)
 	t0 = time.Now()
-	pending, err = createPending(ctx, cheap, users, n, workers, filepath.Join(dir, ltNextFile), func(done int) {
+	pending, err = createPending(ctx, cheap, users, n, 4*runtime.NumCPU(), func(done int) {
 		if done%10000 == 0 {
 			progress("  %d/%d pending sign-ins", done, n)
 		}
@@ -460,6 +438,92 @@ func prepareData(ctx context.Context, o loadtestOptions, dir string, rep *ltRepo
 	rep.Seed.PendingSeconds = time.Since(t0).Seconds()
 	rep.Seed.DatabaseMB = dirMB(dir, databaseFile)
 	return users, full, pending, nil
+}
+
+// openScratch opens the scratch directory as the server will (openApp wires
+// the very key files it loads; its Service hashes with the default
+// parameters) and returns beside it a Service with a cheap hasher, for the
+// many phase-1 users: their PHC strings record these cheap parameters, so
+// the server verifies them with these too.
+func openScratch(ctx context.Context, dir string) (*app, *mfa.Service, error) {
+	a, err := openApp(ctx, Config{Data: dir}, discardLogger())
+	if err != nil {
+		return nil, nil, fmt.Errorf("loadtest: %w", err)
+	}
+	codeKey, err := loadOrCreateCodeKey(filepath.Join(dir, codeKeyFile))
+	if err != nil {
+		a.Close()
+		return nil, nil, fmt.Errorf("loadtest: %w", err)
+	}
+	cheap, err := mfa.NewService(mfa.Config{
+		Store:     a.db,
+		Passwords: password.NewHasher(password.Options{Time: ltCheapTime, MemoryKiB: ltCheapMemoryKiB, MaxConcurrent: 4 * runtime.NumCPU()}),
+		Cipher:    a.keys,
+		CodeKey:   codeKey,
+	})
+	if err != nil {
+		a.Close()
+		return nil, nil, fmt.Errorf("loadtest: %w", err)
+	}
+	return a, cheap, nil
+}
+
+// seedPhase1 enrolls the --users users with the cheap hasher.
+func seedPhase1(ctx context.Context, o loadtestOptions, dir string, rep *ltReport, progress func(string, ...any)) (users []ltUser, err error) {
+	a, cheap, err := openScratch(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := a.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("loadtest: %w", cerr)
+		}
+	}()
+	progress("seeding %d users with TOTP confirmed (argon2id t=%d m=%d KiB for speed)...", o.users, ltCheapTime, ltCheapMemoryKiB)
+	t0 := time.Now()
+	users, err = seedUsers(ctx, cheap, o.users, 4*runtime.NumCPU(), func(i int) string {
+		return fmt.Sprintf("user%07d@loadtest.invalid", i)
+	}, func(done int) {
+		if done%10000 == 0 || done == o.users {
+			el := time.Since(t0)
+			progress("  %d/%d users (%s, %.0f users/s)", done, o.users, round(el), float64(done)/el.Seconds())
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.Seed.Seconds = time.Since(t0).Seconds()
+	rep.Seed.UsersPerSecond = float64(len(users)) / rep.Seed.Seconds
+	return users, nil
+}
+
+// copyFile copies a closed database file.
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return fmt.Errorf("loadtest: %w", err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("loadtest: %w", err)
+	}
+	_, cerr := io.Copy(dst, src)
+	// Synced, so that its writing back does not slow the phases down.
+	if err := errors.Join(cerr, dst.Sync(), dst.Close()); err != nil {
+		return fmt.Errorf("loadtest: copy %s: %w", from, err)
+	}
+	return nil
+}
+
+// restoreDB puts the seeded copy back as the scratch directory's database.
+func restoreDB(seeded, dir string) error {
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Remove(filepath.Join(dir, databaseFile+suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("loadtest: %w", err)
+		}
+	}
+	return copyFile(seeded, filepath.Join(dir, databaseFile))
 }
 
 // enrollUser creates a user and turns TOTP on, as a person does with the
@@ -512,25 +576,11 @@ type ltPending struct {
 	user  int
 }
 
-// createPending signs n distinct users in with their password, so that
-// phase 1 sends only the second step. The users come in a fixed random
-// order, spread over the database, from where the previous run on the same
-// directory stopped (kept in the file next): a user whose code was used
-// within the last 30 s cannot sign in again before the next step (replay
-// protection), so a run right after another takes other users.
-func createPending(ctx context.Context, svc *mfa.Service, users []ltUser, n, workers int, next string, progress func(int)) ([]ltPending, error) {
-	order := rand.New(rand.NewPCG(uint64(len(users)), 6238)).Perm(len(users))
-	from := 0
-	if b, err := os.ReadFile(next); err == nil {
-		from, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-	}
-	pick := make([]int, n)
-	for i := range pick {
-		pick[i] = order[(from+i)%len(order)]
-	}
-	if err := os.WriteFile(next, []byte(strconv.Itoa((from+n)%len(order))+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("loadtest: %w", err)
-	}
+// createPending signs n distinct users, in random order (spread over the
+// database), in with their password, so that phase 1 sends only the second
+// step.
+func createPending(ctx context.Context, svc *mfa.Service, users []ltUser, n, workers int, progress func(int)) ([]ltPending, error) {
+	pick := rand.Perm(len(users))[:n]
 	pending := make([]ltPending, n)
 	err := parallel(ctx, n, workers, func(ctx context.Context, i int) error {
 		u := users[pick[i]]
@@ -1299,7 +1349,7 @@ func (r *ltReport) print(w io.Writer, o loadtestOptions) {
 	p("")
 	p("Seeding (through mfa.Service, before the server starts)")
 	if r.Seed.Reused {
-		p("  users         %d enrolled users reused from a kept directory", r.Seed.Users)
+		p("  users         %d enrolled users reused from a kept directory (its database restored as seeded)", r.Seed.Users)
 	} else {
 		p("  users         %d with TOTP confirmed in %.1f s: %.0f users/s (argon2id t=%d m=%d KiB)",
 			r.Seed.Users, r.Seed.Seconds, r.Seed.UsersPerSecond, ltCheapTime, ltCheapMemoryKiB)

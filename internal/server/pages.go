@@ -505,7 +505,7 @@ func pageEnableSubmit(k *kit, svc *mfa.Service) http.Handler {
 			k.fail(w, r, err)
 			return
 		}
-		enr, err := svc.BeginTOTP(r.Context(), u, r.PostFormValue("password"), k.client(r))
+		_, err := svc.BeginTOTP(r.Context(), u, r.PostFormValue("password"), k.client(r))
 		if errors.Is(err, mfa.ErrAlreadyEnabled) {
 			redirect(w, r, "/settings/security?msg=already_enabled")
 			return
@@ -515,7 +515,9 @@ func pageEnableSubmit(k *kit, svc *mfa.Service) http.Handler {
 			renderEnablePassword(k, w, r, status, u, msg)
 			return
 		}
-		renderScan(k, w, r, http.StatusOK, u, svc.Issuer(), enr, "")
+		// The QR code is shown by GET, so reloading it shows the same key
+		// rather than resubmitting the form for a new one.
+		redirect(w, r, "/settings/2fa/enable")
 	})
 }
 
