@@ -61,6 +61,7 @@ type loadtestOptions struct {
 	duration     time.Duration
 	concurrency  int
 	fullSignins  int
+	signinConns  int
 	flood        int
 	pending      int
 	hashDuration time.Duration
@@ -89,10 +90,11 @@ func parseLoadtestFlags(args []string, getenv func(string) string, stderr io.Wri
 	intFlag(fs, &o.users, "users", 100000, "users enrolled with TOTP in the scratch database")
 	fs.durationVar(&o.duration, "duration", 10*time.Second, "how long phase 1 (second-factor requests) runs")
 	intFlag(fs, &o.concurrency, "concurrency", 32, "client connections of phase 1")
-	intFlag(fs, &o.fullSignins, "full-signins", 200, "full sign-ins (password + code) of phase 2, each by its own user hashed with the default argon2id parameters")
+	intFlag(fs, &o.fullSignins, "full-signins", 300, "full sign-ins (password + code) of phase 2, each by its own user hashed with the default argon2id parameters")
+	intFlag(fs, &o.signinConns, "signin-concurrency", 2*runtime.NumCPU(), "client connections of phase 2")
 	intFlag(fs, &o.flood, "flood", 200, "concurrent password logins of phase 3")
 	intFlag(fs, &o.pending, "pending", 0, "pending sign-ins prepared for phase 1 (0: the smaller of --users and 6000 per second of --duration)")
-	fs.durationVar(&o.hashDuration, "hash-duration", 3*time.Second, "how long phase 2 measures raw argon2id hashing")
+	fs.durationVar(&o.hashDuration, "hash-duration", 3*time.Second, "how long phase 2 measures raw argon2id hashing, in all its rounds")
 	fs.boolVar(&o.keep, "keep", false, "keep the scratch data directory, so --reuse can run on it again")
 	fs.stringVar(&o.reuse, "reuse", "", "run on a scratch directory kept by an earlier --keep run instead of seeding a new one")
 	fs.stringVar(&o.serverBinary, "server-binary", "", "twofold binary to measure (default: this one)")
@@ -107,8 +109,8 @@ func parseLoadtestFlags(args []string, getenv func(string) string, stderr io.Wri
 	switch {
 	case o.users < 1:
 		return o, errors.New("loadtest: --users must be at least 1")
-	case o.concurrency < 1:
-		return o, errors.New("loadtest: --concurrency must be at least 1")
+	case o.concurrency < 1 || o.signinConns < 1:
+		return o, errors.New("loadtest: --concurrency and --signin-concurrency must be at least 1")
 	case o.fullSignins < 1:
 		return o, errors.New("loadtest: --full-signins must be at least 1")
 	case o.flood < 0 || o.pending < 0:
@@ -216,6 +218,8 @@ type ltSignin struct {
 	Latency         ltLatency      `json:"latency"`
 	Ratio           float64        `json:"ratio"`
 	ServerPeakMB    float64        `json:"server_peak_rss_mb"`
+	ServerCPUSecs   float64        `json:"server_cpu_seconds"`   // during the sign-ins
+	ClientCPUSecs   float64        `json:"loadtest_cpu_seconds"` // during the sign-ins
 }
 
 type ltFlood struct {
@@ -900,13 +904,21 @@ func phaseVerify(ctx context.Context, o loadtestOptions, srv *ltServer, users []
 	return nil
 }
 
-// phaseSignin measures raw argon2id hashing in this process while the server
-// is idle, then full sign-ins over HTTP.
+// signinRounds is how many times phase 2 alternates raw hashing and
+// sign-ins: this machine's speed drifts over seconds (a shared host), and
+// alternating lets the drift weigh on both rates alike.
+const signinRounds = 3
+
+// phaseSignin compares full sign-ins over HTTP with raw argon2id hashing in
+// this process while the server is idle, in alternating rounds.
 func phaseSignin(ctx context.Context, o loadtestOptions, srv *ltServer, full []ltUser, r *ltSignin, progress func(string, ...any)) error {
 	// Raw argon2id: Verify, what a sign-in runs, with the default
 	// parameters, from as many goroutines as CPUs.
 	r.HashGoroutines = runtime.NumCPU()
-	progress("phase 2: raw argon2id verifications from %d goroutines for %s...", r.HashGoroutines, o.hashDuration)
+	r.Connections = o.signinConns
+	rounds := min(signinRounds, len(full))
+	progress("phase 2: %d rounds of raw argon2id verifications (%d goroutines, %s in all) and full sign-ins over HTTP (%d in all, %d connections)...",
+		rounds, r.HashGoroutines, o.hashDuration, len(full), r.Connections)
 	h := password.NewHasher(password.Options{})
 	phc, err := h.Hash(ctx, ltPassword)
 	if err != nil {
@@ -942,64 +954,72 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv *ltServer, full []l
 	if _, _, err := hashFor(o.hashDuration / 3); err != nil {
 		return err
 	}
-	n, elapsed, err := hashFor(o.hashDuration)
-	if err != nil {
-		return err
-	}
-	r.Hashes = n
-	r.HashSeconds = elapsed.Seconds()
-	r.HashesPerSecond = float64(n) / elapsed.Seconds()
 
 	// Full sign-ins: password, then code, each from a fresh cookie jar.
-	var wg sync.WaitGroup
-	r.Connections = 2 * runtime.NumCPU()
-	progress("phase 2: %d full sign-ins over HTTP from %d connections...", len(full), r.Connections)
 	tr := httpTransport(r.Connections)
 	defer tr.CloseIdleConnections()
 	var (
-		next     atomic.Int64
 		statuses statusCounter
 		samples  sampler
 		mu       sync.Mutex
 		lat      []time.Duration
+		hashTime time.Duration
+		signTime time.Duration
 	)
-	mem := watchMemory(srv.pid)
-	start := time.Now()
-	for range r.Connections {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= len(full) {
-					return
-				}
-				t0 := time.Now()
-				err := fullSignin(ctx, tr, srv.url, full[i], &statuses)
-				d := time.Since(t0)
-				mu.Lock()
-				lat = append(lat, d)
-				mu.Unlock()
-				if err != nil {
-					samples.add("%s: %v", full[i].email, err)
-				} else {
+	signins := func(users []ltUser) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range r.Connections {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					i := int(next.Add(1) - 1)
+					if i >= len(users) {
+						return
+					}
+					t0 := time.Now()
+					err := fullSignin(ctx, tr, srv.url, users[i], &statuses)
+					d := time.Since(t0)
 					mu.Lock()
-					r.OK++
+					lat = append(lat, d)
+					if err == nil {
+						r.OK++
+					}
 					mu.Unlock()
+					if err != nil {
+						samples.add("%s: %v", users[i].email, err)
+					}
 				}
-			}
-		})
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
-	elapsed = time.Since(start)
+	mem := watchMemory(srv.pid)
+	for round := range rounds {
+		n, el, err := hashFor(o.hashDuration / time.Duration(rounds))
+		if err != nil {
+			mem.stop()
+			return err
+		}
+		r.Hashes += n
+		hashTime += el
+		t0, cpu0, self0 := time.Now(), procCPU(srv.pid), selfCPU()
+		signins(full[round*len(full)/rounds : (round+1)*len(full)/rounds])
+		signTime += time.Since(t0)
+		r.ServerCPUSecs += (procCPU(srv.pid) - cpu0).Seconds()
+		r.ClientCPUSecs += (selfCPU() - self0).Seconds()
+	}
 	r.ServerPeakMB = mb(mem.stop())
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	r.HashSeconds = hashTime.Seconds()
+	r.HashesPerSecond = float64(r.Hashes) / hashTime.Seconds()
 	r.Signins = len(lat)
 	r.Errors = r.Signins - r.OK
 	r.Statuses = statuses.m
 	r.ErrorSamples = samples.samples
-	r.Seconds = elapsed.Seconds()
-	r.PerSecond = float64(r.OK) / elapsed.Seconds()
+	r.Seconds = signTime.Seconds()
+	r.PerSecond = float64(r.OK) / signTime.Seconds()
 	r.Latency = latencyOf(lat)
 	r.Ratio = r.PerSecond / r.HashesPerSecond
 	progress("phase 2: %.1f argon2id hashes/s, %.1f full sign-ins/s: ratio %.3f", r.HashesPerSecond, r.PerSecond, r.Ratio)
@@ -1375,12 +1395,13 @@ func (r *ltReport) print(w io.Writer, o loadtestOptions) {
 	}
 	p("")
 	s := r.Signin
-	p("Phase 2: full sign-in (password + code) against raw argon2id")
+	p("Phase 2: full sign-in (password + code) against raw argon2id, in %d alternating rounds", signinRounds)
 	p("  raw argon2id  %d Verify calls from %d goroutines in %.2f s: %.1f hashes/s (server idle)", s.Hashes, s.HashGoroutines, s.HashSeconds, s.HashesPerSecond)
 	p("  sign-ins      %d over HTTP from %d connections in %.2f s: %.1f sign-ins/s (%s)", s.Signins, s.Connections, s.Seconds, s.PerSecond, statusList(s.Statuses))
 	p("  latency       %s", s.Latency)
 	p("  ratio         %.3f                              target ≥ %.2f     %s", s.Ratio, targetSigninRatio, met(3))
 	p("  server RSS    peak %.1f MB", s.ServerPeakMB)
+	p("  CPU time      during the sign-ins: server %.1f s, load generator %.1f s, of %.1f s available", s.ServerCPUSecs, s.ClientCPUSecs, s.Seconds*float64(r.CPUs))
 	for _, e := range s.ErrorSamples {
 		p("  error         %s", e)
 	}
