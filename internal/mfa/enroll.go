@@ -196,26 +196,20 @@ func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Clien
 	return codes, nil
 }
 
-// useTOTP checks a code against the user's confirmed factor and claims its
-// step, so that neither it nor any earlier code is accepted again.
-func (s *Service) useTOTP(ctx context.Context, userID int64, code string) (bool, error) {
+// checkTOTP checks a code against the user's confirmed factor, refusing
+// the step last used and any earlier one. It returns the factor and step to
+// claim; the claim itself is part of completing the sign-in.
+func (s *Service) checkTOTP(ctx context.Context, userID int64, code string) (factorID, step int64, ok bool, err error) {
 	f, err := s.confirmedTOTP(ctx, userID)
 	if err != nil || f == nil {
-		return false, err
+		return 0, 0, false, err
 	}
 	secret, err := s.cipher.Open(f.Secret, totpAD(userID))
 	if err != nil {
-		return false, fmt.Errorf("mfa: open totp secret: %w", err)
+		return 0, 0, false, fmt.Errorf("mfa: open totp secret: %w", err)
 	}
-	step, ok := otp.Verify(secret, code, s.clock(), f.LastStep, totpParams)
-	if !ok {
-		return false, nil
-	}
-	claimed, err := s.store.ClaimStep(ctx, f.ID, step)
-	if err != nil {
-		return false, fmt.Errorf("mfa: claim step: %w", err)
-	}
-	return claimed, nil
+	step, ok = otp.Verify(secret, code, s.clock(), f.LastStep, totpParams)
+	return f.ID, step, ok, nil
 }
 
 // RegenerateBackupCodes replaces the user's backup codes ("Show Codes"):
@@ -338,31 +332,25 @@ func normalizeBackupCode(code string) (string, bool) {
 	return b.String(), b.Len() == backupCodeLength
 }
 
-// useBackupCode spends one of the user's unused backup codes.
-func (s *Service) useBackupCode(ctx context.Context, userID int64, code string) (bool, error) {
+// checkBackupCode finds code among the user's unused backup codes and
+// returns its ID; using it is part of completing the sign-in.
+func (s *Service) checkBackupCode(ctx context.Context, userID int64, code string) (int64, bool, error) {
 	normalized, ok := normalizeBackupCode(code)
 	if !ok {
-		return false, nil
+		return 0, false, nil
 	}
 	want := s.backupHash(userID, normalized)
 	codes, err := s.store.UnusedBackupCodes(ctx, userID)
 	if err != nil {
-		return false, fmt.Errorf("mfa: backup codes: %w", err)
+		return 0, false, fmt.Errorf("mfa: backup codes: %w", err)
 	}
 	match := int64(0)
-	for _, bc := range codes {
+	for _, bc := range codes { // every hash compared, in constant time
 		if hmac.Equal(bc.Hash, want) {
 			match = bc.ID
 		}
 	}
-	if match == 0 {
-		return false, nil
-	}
-	used, err := s.store.UseBackupCode(ctx, match, s.clock())
-	if err != nil {
-		return false, fmt.Errorf("mfa: use backup code: %w", err)
-	}
-	return used, nil
+	return match, match != 0, nil
 }
 
 // ResealSecrets re-encrypts every TOTP secret under the Cipher's current

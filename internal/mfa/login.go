@@ -120,11 +120,12 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 	if err != nil {
 		return nil, err
 	}
+	up := Upgrade{Old: sess.ID, Throttle: a.key, Attempt: a.at}
 	var ok bool
 	if method == MethodTOTP {
-		ok, err = s.useTOTP(ctx, u.ID, code)
+		up.ClaimFactor, up.ClaimStep, ok, err = s.checkTOTP(ctx, u.ID, code)
 	} else {
-		ok, err = s.useBackupCode(ctx, u.ID, code)
+		up.BackupCode, ok, err = s.checkBackupCode(ctx, u.ID, code)
 	}
 	if err != nil {
 		return nil, err
@@ -133,28 +134,32 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 		s.record(ctx, u.ID, EventSecondFactorFailed, c, string(method))
 		return nil, s.failed(ctx, a, u.ID, c, ErrInvalidCode)
 	}
-	if err := s.succeeded(ctx, a); err != nil {
-		return nil, err
-	}
-	if method == MethodBackupCode {
-		s.record(ctx, u.ID, EventBackupCodeUsed, c, "")
-	}
 
 	newToken, id, err := s.newToken()
 	if err != nil {
 		return nil, err
 	}
 	now := s.clock()
-	next := &Session{ID: id, UserID: u.ID, Level: LevelFull, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.absolute), IP: c.IP}
-	ev := &Event{UserID: u.ID, Type: EventLoginSucceeded, At: now, IP: c.IP, Detail: string(method)}
-	upgraded, err := s.store.UpgradeSession(ctx, sess.ID, next, ev)
+	up.Next = &Session{ID: id, UserID: u.ID, Level: LevelFull, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.absolute), IP: c.IP}
+	up.Event = &Event{UserID: u.ID, Type: EventLoginSucceeded, At: now, IP: c.IP, Detail: string(method)}
+	// One write spends the code, forgets the attempt and upgrades the session.
+	upgraded, err := s.store.UpgradeSession(ctx, up)
 	if err != nil {
 		return nil, fmt.Errorf("mfa: upgrade session: %w", err)
 	}
 	if !upgraded {
-		return nil, ErrLoginExpired
+		// Either the sign-in was completed or ended meanwhile, or a
+		// concurrent request spent the code first: then it was a replay.
+		if _, err := s.store.Session(ctx, sess.ID); err != nil {
+			return nil, ErrLoginExpired
+		}
+		s.record(ctx, u.ID, EventSecondFactorFailed, c, string(method)+" already used")
+		return nil, s.failed(ctx, a, u.ID, c, ErrInvalidCode)
 	}
-	return &LoginResult{Token: newToken, Session: next, User: u}, nil
+	if method == MethodBackupCode {
+		s.record(ctx, u.ID, EventBackupCodeUsed, c, "")
+	}
+	return &LoginResult{Token: newToken, Session: up.Next, User: u}, nil
 }
 
 // touchEvery limits session writes: LastSeenAt is refreshed at most this often.

@@ -61,9 +61,9 @@ const testPassword = "correct horse battery staple"
 
 var client = mfa.Client{IP: "192.0.2.1"}
 
-// barrierStore holds every ClaimStep call until n callers have arrived (or a
-// second has passed), so concurrent sign-ins all read the factor before any
-// of them claims its step: the race the claim must decide.
+// barrierStore holds every UpgradeSession call until n callers have arrived
+// (or a second has passed), so concurrent sign-ins all check the code before
+// any of them spends it: the race the store must decide.
 type barrierStore struct {
 	mfa.Store
 	n       int
@@ -72,7 +72,7 @@ type barrierStore struct {
 	all     chan struct{}
 }
 
-func (b *barrierStore) ClaimStep(ctx context.Context, factorID, step int64) (bool, error) {
+func (b *barrierStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	b.mu.Lock()
 	b.arrived++
 	if b.arrived == b.n {
@@ -83,7 +83,7 @@ func (b *barrierStore) ClaimStep(ctx context.Context, factorID, step int64) (boo
 	case <-b.all:
 	case <-time.After(time.Second):
 	}
-	return b.Store.ClaimStep(ctx, factorID, step)
+	return b.Store.UpgradeSession(ctx, u)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -294,7 +294,7 @@ func TestTOTPReplayConcurrent(t *testing.T) {
 	})
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
-	secret, _ := f.enable(t, u) // confirms without ClaimStep: the barrier is untouched
+	secret, _ := f.enable(t, u) // confirms without UpgradeSession: the barrier is untouched
 	f.clock.Advance(time.Minute)
 	tokens := make([]string, n)
 	for i := range tokens {

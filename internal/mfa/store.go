@@ -5,6 +5,23 @@ import (
 	"time"
 )
 
+// Upgrade is the last step of a sign-in with a second factor, which a Store
+// carries out at once. Fields left zero are not done.
+type Upgrade struct {
+	Old   []byte   // the pending session; it must still exist
+	Next  *Session // the full session replacing it
+	Event *Event   // recorded, its ID set
+
+	// The proof spent: a TOTP step claimed as ClaimStep does, or a backup
+	// code used, at Next.CreatedAt, as UseBackupCode does.
+	ClaimFactor, ClaimStep int64
+	BackupCode             int64
+
+	// The attempt forgotten as ResetThrottle does, when Throttle.Subject is set.
+	Throttle ThrottleKey
+	Attempt  time.Time
+}
+
 // Store keeps everything two instances of the server must agree on. Every
 // method is atomic. A missing row is ErrNotFound, except where a method
 // reports success as a bool: then a missing row is false and a nil error, and
@@ -50,10 +67,12 @@ type Store interface {
 
 	CreateSession(ctx context.Context, s *Session) error
 	Session(ctx context.Context, id []byte) (*Session, error)
-	// UpgradeSession replaces session oldID by next, and records ev if it is
-	// not nil, at once. It reports false, changing nothing, when oldID no
-	// longer exists (it was upgraded or ended concurrently).
-	UpgradeSession(ctx context.Context, oldID []byte, next *Session, ev *Event) (bool, error)
+	// UpgradeSession completes a sign-in in one step: it spends the proof
+	// (claims the step, or uses the backup code), forgets the throttled
+	// attempt, replaces session u.Old by u.Next and records u.Event, at once.
+	// It reports false, changing nothing, when u.Old no longer exists or the
+	// proof can no longer be spent (a concurrent sign-in spent it first).
+	UpgradeSession(ctx context.Context, u Upgrade) (bool, error)
 	TouchSession(ctx context.Context, id []byte, at time.Time) error
 	DeleteSession(ctx context.Context, id []byte) error
 	DeleteUserSessions(ctx context.Context, userID int64) error

@@ -396,7 +396,7 @@ func TestAPIEvents(t *testing.T) {
 			t.Errorf("event %s ip: got %q, want 192.0.2.1", ev.Type, ev.IP)
 		}
 	}
-	want := "login_succeeded backup_code_used second_factor_failed logout two_factor_enabled login_succeeded account_created"
+	want := "backup_code_used login_succeeded second_factor_failed logout two_factor_enabled login_succeeded account_created"
 	if g := strings.Join(types, " "); g != want {
 		t.Errorf("event types, newest first:\n got %s\nwant %s", g, want)
 	}

@@ -170,7 +170,7 @@ func BenchmarkUpgradeSession(b *testing.B) {
 			s := &mfa.Session{ID: sessionIDFor(i, "full"), UserID: userID, Level: mfa.LevelFull,
 				CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(12 * time.Hour), IP: "192.0.2.1"}
 			ev := &mfa.Event{UserID: userID, Type: mfa.EventLoginSucceeded, At: now, IP: "192.0.2.1", Detail: "totp"}
-			ok, err := db.UpgradeSession(ctx, old[i], s, ev)
+			ok, err := db.UpgradeSession(ctx, mfa.Upgrade{Old: old[i], Next: s, Event: ev})
 			if err != nil || !ok {
 				b.Errorf("UpgradeSession: got %v, %v, want true, nil", ok, err)
 				return
@@ -226,13 +226,11 @@ func verify(ctx context.Context, db *DB, oldID, newID []byte, step int64, now ti
 	}
 	// A user may sign in more than once in the benchmark: claim the newest
 	// step the factor has not used, as a code of the next step would.
-	if ok, err := db.ClaimStep(ctx, fs[0].ID, max(step, fs[0].LastStep+1)); err != nil || !ok {
-		return fmt.Errorf("claim step: got %v, %v", ok, err)
-	}
 	next := &mfa.Session{ID: newID, UserID: u.ID, Level: mfa.LevelFull,
 		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(12 * time.Hour), IP: "192.0.2.1"}
 	ev := &mfa.Event{UserID: u.ID, Type: mfa.EventLoginSucceeded, At: now, IP: "192.0.2.1", Detail: "totp"}
-	if ok, err := db.UpgradeSession(ctx, oldID, next, ev); err != nil || !ok {
+	up := mfa.Upgrade{Old: oldID, Next: next, Event: ev, ClaimFactor: fs[0].ID, ClaimStep: max(step, fs[0].LastStep+1)}
+	if ok, err := db.UpgradeSession(ctx, up); err != nil || !ok {
 		return fmt.Errorf("upgrade session: got %v, %v", ok, err)
 	}
 	return nil

@@ -318,41 +318,68 @@ func (db *DB) Session(ctx context.Context, id []byte) (*mfa.Session, error) {
 	return &s, nil
 }
 
-// errGone ends UpgradeSession's transaction when the old session is gone.
+// errGone ends UpgradeSession's transaction when the old session is gone
+// or its proof was spent already.
 var errGone = errors.New("session gone")
 
 // UpgradeSession replaces session oldID by next and records ev (setting
 // ev.ID) if it is not nil, in one transaction. It reports false, changing
 // nothing, when oldID no longer exists.
-func (db *DB) UpgradeSession(ctx context.Context, oldID []byte, next *mfa.Session, ev *mfa.Event) (bool, error) {
+func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	var evID int64
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.StmtContext(ctx, db.st.deleteSession).ExecContext(ctx, oldID)
-		if err != nil {
+		// The proof first: of concurrent sign-ins, one spends it, and the
+		// others write nothing.
+		if u.ClaimFactor != 0 {
+			if err := mustAffect(tx.StmtContext(ctx, db.st.claimStep).ExecContext(ctx, u.ClaimStep, u.ClaimFactor)); err != nil {
+				return err
+			}
+		}
+		if u.BackupCode != 0 {
+			if err := mustAffect(tx.StmtContext(ctx, db.st.useCode).ExecContext(ctx, millis(u.Next.CreatedAt), u.BackupCode)); err != nil {
+				return err
+			}
+		}
+		if err := mustAffect(tx.StmtContext(ctx, db.st.deleteSession).ExecContext(ctx, u.Old)); err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return errGone
-		}
-		if err := db.insertSession(ctx, tx.StmtContext(ctx, db.st.insertSession), next); err != nil {
+		if err := db.insertSession(ctx, tx.StmtContext(ctx, db.st.insertSession), u.Next); err != nil {
 			return err
 		}
-		if ev != nil {
-			evID, err = db.insertEvent(ctx, tx.StmtContext(ctx, db.st.insertEvent), ev)
+		if u.Throttle.Subject != "" {
+			if err := db.resetThrottle(ctx, tx, u.Throttle, u.Attempt); err != nil {
+				return err
+			}
 		}
-		return err
+		if u.Event != nil {
+			var err error
+			evID, err = db.insertEvent(ctx, tx.StmtContext(ctx, db.st.insertEvent), u.Event)
+			return err
+		}
+		return nil
 	})
 	if errors.Is(err, errGone) {
 		return false, nil
 	} else if err != nil {
 		return false, wrap("upgrade session", err)
 	}
-	if ev != nil {
-		ev.ID = evID
+	if u.Event != nil {
+		u.Event.ID = evID
 	}
 	return true, nil
+}
+
+// mustAffect turns a statement that changed no row into errGone.
+func mustAffect(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return errGone
+	}
+	return nil
 }
 
 // TouchSession sets the session's LastSeenAt; a missing session is mfa.ErrNotFound.
@@ -473,18 +500,20 @@ func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since 
 // forgets the failure recorded at attempt; its other
 // failures stay counted in their window. An unknown key is not an error.
 func (db *DB) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt time.Time) error {
-	subject, method := key.Subject, string(key.Method)
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.StmtContext(ctx, db.st.resetThrottle).ExecContext(ctx, subject, method); err != nil {
-			return err
-		}
-		_, err := tx.StmtContext(ctx, db.st.forgetFailure).ExecContext(ctx, subject, method, millis(attempt))
-		return err
-	})
+	err := db.inTx(ctx, func(tx *sql.Tx) error { return db.resetThrottle(ctx, tx, key, attempt) })
 	if err != nil {
 		return wrap("reset throttle", err)
 	}
 	return nil
+}
+
+func (db *DB) resetThrottle(ctx context.Context, tx *sql.Tx, key mfa.ThrottleKey, attempt time.Time) error {
+	subject, method := key.Subject, string(key.Method)
+	if _, err := tx.StmtContext(ctx, db.st.resetThrottle).ExecContext(ctx, subject, method); err != nil {
+		return err
+	}
+	_, err := tx.StmtContext(ctx, db.st.forgetFailure).ExecContext(ctx, subject, method, millis(attempt))
+	return err
 }
 
 // DeleteStaleThrottles forgets failures before t and keys whose last

@@ -728,7 +728,7 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		createSession(t, s, old)
 		next := newSession(u.ID, 2, mfa.LevelFull, base.Add(12*time.Hour))
 		ev := &mfa.Event{UserID: u.ID, Type: mfa.EventLoginSucceeded, At: base, IP: "192.0.2.1", Detail: "totp"}
-		ok, err := s.UpgradeSession(ctx, old.ID, next, ev)
+		ok, err := s.UpgradeSession(ctx, mfa.Upgrade{Old: old.ID, Next: next, Event: ev})
 		if !ok || err != nil {
 			t.Fatalf("UpgradeSession: got %v, %v, want true, nil", ok, err)
 		}
@@ -751,7 +751,7 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		// The same pending session cannot be upgraded twice.
 		again := newSession(u.ID, 3, mfa.LevelFull, base.Add(12*time.Hour))
 		ev2 := &mfa.Event{UserID: u.ID, Type: mfa.EventLoginSucceeded, At: base, IP: "192.0.2.2"}
-		ok, err = s.UpgradeSession(ctx, old.ID, again, ev2)
+		ok, err = s.UpgradeSession(ctx, mfa.Upgrade{Old: old.ID, Next: again, Event: ev2})
 		if ok || err != nil {
 			t.Errorf("second UpgradeSession: got %v, %v, want false, nil", ok, err)
 		}
@@ -766,7 +766,7 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		p := newSession(u.ID, 4, mfa.LevelPassword, base.Add(time.Hour))
 		createSession(t, s, p)
 		n := newSession(u.ID, 5, mfa.LevelFull, base.Add(time.Hour))
-		if ok, err := s.UpgradeSession(ctx, p.ID, n, nil); !ok || err != nil {
+		if ok, err := s.UpgradeSession(ctx, mfa.Upgrade{Old: p.ID, Next: n}); !ok || err != nil {
 			t.Errorf("UpgradeSession without event: got %v, %v, want true, nil", ok, err)
 		}
 		if evs, _ := s.Events(ctx, u.ID, 10); len(evs) != 1 {
@@ -780,7 +780,7 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		q := newSession(u.ID, 6, mfa.LevelPassword, base.Add(time.Hour))
 		createSession(t, s, q)
 		ev3 := &mfa.Event{UserID: u.ID, Type: mfa.EventLoginSucceeded, At: base}
-		ok, err = s.UpgradeSession(ctx, q.ID, newSession(u.ID, 5, mfa.LevelFull, base), ev3)
+		ok, err = s.UpgradeSession(ctx, mfa.Upgrade{Old: q.ID, Next: newSession(u.ID, 5, mfa.LevelFull, base), Event: ev3})
 		if ok || !errors.Is(err, mfa.ErrConflict) {
 			t.Errorf("UpgradeSession to a taken ID: got %v, %v, want false, ErrConflict", ok, err)
 		}
@@ -789,6 +789,90 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		}
 		if evs, _ := s.Events(ctx, u.ID, 10); len(evs) != 1 {
 			t.Errorf("UpgradeSession to a taken ID stored its event: got %d events, want 1", len(evs))
+		}
+	})
+
+	t.Run("UpgradeSpendsProof", func(t *testing.T) {
+		s := newStore(t)
+		ctx := t.Context()
+		u := createUser(t, s, "u@example.com")
+		f := confirmed(t, s, u.ID, "s", 100)
+		if err := s.ReplaceBackupCodes(ctx, u.ID, newCodes("c", 2)); err != nil {
+			t.Fatal(err)
+		}
+		codes, err := s.UnusedBackupCodes(ctx, u.ID)
+		if err != nil || len(codes) != 2 {
+			t.Fatalf("UnusedBackupCodes: got %d, %v", len(codes), err)
+		}
+		key := mfa.ThrottleKey{Subject: "user:1", Method: mfa.MethodTOTP}
+		attempt := base.Add(time.Minute)
+		for _, at := range []time.Time{base, attempt} {
+			if _, _, err := s.RecordFailure(ctx, key, at, base.Add(-time.Hour), always); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pending := func(n byte) *mfa.Session {
+			p := newSession(u.ID, n, mfa.LevelPassword, base.Add(10*time.Minute))
+			createSession(t, s, p)
+			return p
+		}
+		tests := []struct {
+			name string
+			up   mfa.Upgrade
+			want bool
+		}{
+			{"the step last used", mfa.Upgrade{ClaimFactor: f.ID, ClaimStep: 100}, false},
+			{"a newer step", mfa.Upgrade{ClaimFactor: f.ID, ClaimStep: 101, Throttle: key, Attempt: attempt}, true},
+			{"that step again", mfa.Upgrade{ClaimFactor: f.ID, ClaimStep: 101}, false},
+			{"a missing factor", mfa.Upgrade{ClaimFactor: f.ID + 1000, ClaimStep: 1 << 40}, false},
+			{"an unused backup code", mfa.Upgrade{BackupCode: codes[0].ID}, true},
+			{"that backup code again", mfa.Upgrade{BackupCode: codes[0].ID}, false},
+		}
+		for i, tt := range tests {
+			p := pending(byte(10 + 2*i))
+			tt.up.Old, tt.up.Next = p.ID, newSession(u.ID, byte(11+2*i), mfa.LevelFull, base.Add(time.Hour))
+			tt.up.Event = &mfa.Event{UserID: u.ID, Type: mfa.EventLoginSucceeded, At: base}
+			ok, err := s.UpgradeSession(ctx, tt.up)
+			if err != nil || ok != tt.want {
+				t.Fatalf("%s: got %v, %v, want %v, nil", tt.name, ok, err, tt.want)
+			}
+			if sessionGone(t, s, p.ID) != tt.want || sessionGone(t, s, tt.up.Next.ID) == tt.want {
+				t.Errorf("%s: the pending session should be replaced only on success", tt.name)
+			}
+		}
+		if last := factorByID(t, s, u.ID, f.ID).LastStep; last != 101 {
+			t.Errorf("LastStep: got %d, want 101", last)
+		}
+		if left, _ := s.UnusedBackupCodes(ctx, u.ID); len(left) != 1 || left[0].ID != codes[1].ID {
+			t.Errorf("unused codes after use: got %v, want only the second", left)
+		}
+		st, err := s.ThrottleState(ctx, key, base.Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkThrottle(t, "throttle after an upgrade forgetting its attempt", st,
+			mfa.ThrottleState{LastFailure: attempt, WindowCount: 1, WindowOldest: base})
+		evs, err := s.Events(ctx, u.ID, 100)
+		if err != nil || len(evs) != 2 {
+			t.Errorf("events: got %d, %v, want 2 (one per successful upgrade)", len(evs), err)
+		}
+	})
+
+	t.Run("UpgradeSpendsProofOnce", func(t *testing.T) {
+		s := newStore(t)
+		u := createUser(t, s, "u@example.com")
+		f := confirmed(t, s, u.ID, "s", 100)
+		olds := make([]*mfa.Session, concurrency)
+		for i := range olds {
+			olds[i] = newSession(u.ID, byte(i+1), mfa.LevelPassword, base.Add(10*time.Minute))
+			createSession(t, s, olds[i])
+		}
+		wins := race(t, concurrency, func(i int) (bool, error) {
+			next := newSession(u.ID, byte(100+i), mfa.LevelFull, base.Add(time.Hour))
+			return s.UpgradeSession(t.Context(), mfa.Upgrade{Old: olds[i].ID, Next: next, ClaimFactor: f.ID, ClaimStep: 101})
+		})
+		if wins != 1 {
+			t.Errorf("%d sign-ins spending one step at once: %d succeeded, want exactly 1", concurrency, wins)
 		}
 	})
 
@@ -803,7 +887,7 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		}
 		wins := race(t, concurrency, func(i int) (bool, error) {
 			ev := &mfa.Event{UserID: u.ID, Type: mfa.EventLoginSucceeded, At: base, Detail: fmt.Sprint(i)}
-			return s.UpgradeSession(t.Context(), old.ID, nexts[i], ev)
+			return s.UpgradeSession(t.Context(), mfa.Upgrade{Old: old.ID, Next: nexts[i], Event: ev})
 		})
 		if wins != 1 {
 			t.Errorf("%d concurrent UpgradeSession: got %d successes, want exactly 1", concurrency, wins)

@@ -322,19 +322,43 @@ func (m *MemStore) Session(ctx context.Context, id []byte) (*mfa.Session, error)
 
 // UpgradeSession replaces session oldID by next and records ev (setting
 // ev.ID) if it is not nil, at once; false when oldID no longer exists.
-func (m *MemStore) UpgradeSession(ctx context.Context, oldID []byte, next *mfa.Session, ev *mfa.Event) (bool, error) {
+func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.sessions[string(oldID)]; !ok {
+	if _, ok := m.sessions[string(u.Old)]; !ok {
 		return false, nil
 	}
-	if _, ok := m.sessions[string(next.ID)]; ok && !bytes.Equal(next.ID, oldID) {
+	if _, ok := m.sessions[string(u.Next.ID)]; ok && !bytes.Equal(u.Next.ID, u.Old) {
 		return false, mfa.ErrConflict
 	}
-	delete(m.sessions, string(oldID))
-	m.sessions[string(next.ID)] = copySession(*next)
-	if ev != nil {
-		m.addEvent(ev)
+	// Check every condition before changing anything: all or nothing.
+	if u.ClaimFactor != 0 {
+		if f, ok := m.factors[u.ClaimFactor]; !ok || f.LastStep >= u.ClaimStep {
+			return false, nil
+		}
+	}
+	if u.BackupCode != 0 {
+		if c, ok := m.codes[u.BackupCode]; !ok || !c.UsedAt.IsZero() {
+			return false, nil
+		}
+	}
+	if u.ClaimFactor != 0 {
+		f := m.factors[u.ClaimFactor]
+		f.LastStep = u.ClaimStep
+		m.factors[u.ClaimFactor] = f
+	}
+	if u.BackupCode != 0 {
+		c := m.codes[u.BackupCode]
+		c.UsedAt = storedTime(u.Next.CreatedAt)
+		m.codes[u.BackupCode] = c
+	}
+	if u.Throttle.Subject != "" {
+		m.resetThrottle(u.Throttle, u.Attempt)
+	}
+	delete(m.sessions, string(u.Old))
+	m.sessions[string(u.Next.ID)] = copySession(*u.Next)
+	if u.Event != nil {
+		m.addEvent(u.Event)
 	}
 	return true, nil
 }
@@ -460,16 +484,20 @@ func (m *MemStore) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, s
 func (m *MemStore) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.resetThrottle(key, attempt)
+	return nil
+}
+
+func (m *MemStore) resetThrottle(key mfa.ThrottleKey, attempt time.Time) {
 	th, ok := m.throttles[key]
 	if !ok {
-		return nil
+		return
 	}
 	th.consecutive = 0
 	attempt = storedTime(attempt)
 	if i := slices.IndexFunc(th.failures, attempt.Equal); i >= 0 {
 		th.failures = slices.Delete(th.failures, i, i+1)
 	}
-	return nil
 }
 
 // AddEvent stores e and sets e.ID.
