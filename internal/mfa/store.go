@@ -12,8 +12,10 @@ type Upgrade struct {
 	Next  *Session // the full session replacing it
 	Event *Event   // recorded, its ID set
 
-	// The proof spent: a TOTP step claimed as ClaimStep does, or a backup
-	// code used, at Next.CreatedAt, as UseBackupCode does.
+	// The proof spent: a TOTP step claimed (recorded as the factor's last
+	// step, which must be older), or an unused backup code marked used at
+	// Next.CreatedAt. Of concurrent upgrades spending one proof, exactly one
+	// succeeds.
 	ClaimFactor, ClaimStep int64
 	BackupCode             int64
 
@@ -45,10 +47,6 @@ type Store interface {
 	// replaces the user's backup codes (setting their IDs), all at once. It returns ErrNotFound
 	// when the factor is gone or was already confirmed.
 	ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []BackupCode) error
-	// ClaimStep records step as used for the factor if it is newer than the
-	// last used step, and reports whether it was. Of concurrent claims of the
-	// same step, exactly one succeeds.
-	ClaimStep(ctx context.Context, factorID int64, step int64) (bool, error)
 	// DeleteFactors removes every factor and backup code of the user.
 	DeleteFactors(ctx context.Context, userID int64) error
 	// FactorsAfter lists factors with ID > afterID in ID order, at most limit.
@@ -61,9 +59,6 @@ type Store interface {
 	UnusedBackupCodes(ctx context.Context, userID int64) ([]BackupCode, error)
 	// ReplaceBackupCodes deletes the user's codes and stores codes instead.
 	ReplaceBackupCodes(ctx context.Context, userID int64, codes []BackupCode) error
-	// UseBackupCode marks an unused code used, and reports whether it was
-	// unused. Of concurrent uses of one code, exactly one succeeds.
-	UseBackupCode(ctx context.Context, codeID int64, at time.Time) (bool, error)
 
 	CreateSession(ctx context.Context, s *Session) error
 	Session(ctx context.Context, id []byte) (*Session, error)

@@ -10,7 +10,7 @@ import (
 )
 
 // Every method below keeps the contract of mfa.Store. Beyond it, as the
-// conformance suite checks: ClaimStep, UseBackupCode and ReplaceFactorSecret
+// conformance suite checks: UpgradeSession and ReplaceFactorSecret
 // answer false, nil for a row that does not exist; deletes of nothing are
 // not errors; TouchSession of a missing session is mfa.ErrNotFound; a user
 // ID that names no user is mfa.ErrNotFound.
@@ -146,16 +146,6 @@ func (db *DB) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, s
 	return nil
 }
 
-// ClaimStep records step as used if it is newer than the factor's last step,
-// with one conditional UPDATE: of concurrent claims, one matches the row.
-func (db *DB) ClaimStep(ctx context.Context, factorID int64, step int64) (bool, error) {
-	res, err := db.st.claimStep.ExecContext(ctx, step, factorID)
-	if err != nil {
-		return false, wrap("claim step", err)
-	}
-	return affected(res, "claim step")
-}
-
 // affected reports whether a conditional statement changed a row.
 func affected(res sql.Result, op string) (bool, error) {
 	n, err := res.RowsAffected()
@@ -275,16 +265,6 @@ func setCodeIDs(codes []mfa.BackupCode, userID int64, ids []int64) {
 	for i := range ids {
 		codes[i].ID, codes[i].UserID = ids[i], userID
 	}
-}
-
-// UseBackupCode marks an unused code used, with one conditional UPDATE: of
-// concurrent uses, one matches the row.
-func (db *DB) UseBackupCode(ctx context.Context, codeID int64, at time.Time) (bool, error) {
-	res, err := db.st.useCode.ExecContext(ctx, millis(at), codeID)
-	if err != nil {
-		return false, wrap("use backup code", err)
-	}
-	return affected(res, "use backup code")
 }
 
 func (db *DB) insertSession(ctx context.Context, ins *sql.Stmt, s *mfa.Session) error {

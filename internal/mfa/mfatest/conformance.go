@@ -2,6 +2,7 @@ package mfatest
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -23,7 +24,7 @@ import (
 //   - IDs are never reused, not even those of deleted rows, so an ID read
 //     before a concurrent replacement never names the replacement;
 //   - stores copy byte slices in and out;
-//   - ClaimStep, UseBackupCode and ReplaceFactorSecret answer false, nil
+//   - UpgradeSession and ReplaceFactorSecret answer false, nil
 //     for a row that does not exist (it was deleted concurrently);
 //   - TouchSession of a missing session is mfa.ErrNotFound; DeleteSession,
 //     DeleteUserSessions and ResetThrottle of nothing are not errors;
@@ -397,7 +398,6 @@ func testFactors(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 
 	t.Run("ClaimStep", func(t *testing.T) {
 		s := newStore(t)
-		ctx := t.Context()
 		u := createUser(t, s, "u@example.com")
 		f := confirmed(t, s, u.ID, "s", 100)
 		for _, tc := range []struct {
@@ -413,7 +413,7 @@ func testFactors(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 			{149, false, 150},
 			{151, true, 151},
 		} {
-			got, err := s.ClaimStep(ctx, f.ID, tc.step)
+			got, err := spend(t, s, u.ID, base, mfa.Upgrade{ClaimFactor: f.ID, ClaimStep: tc.step})
 			if err != nil || got != tc.want {
 				t.Errorf("ClaimStep(%d): got %v, %v, want %v, nil", tc.step, got, err, tc.want)
 			}
@@ -421,7 +421,7 @@ func testFactors(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 				t.Errorf("after ClaimStep(%d): got LastStep %d, want %d", tc.step, last, tc.last)
 			}
 		}
-		if got, err := s.ClaimStep(ctx, f.ID+1000, 1<<40); got || err != nil {
+		if got, err := spend(t, s, u.ID, base, mfa.Upgrade{ClaimFactor: f.ID + 1000, ClaimStep: 1 << 40}); got || err != nil {
 			t.Errorf("ClaimStep of a missing factor: got %v, %v, want false, nil", got, err)
 		}
 	})
@@ -431,13 +431,17 @@ func testFactors(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		u := createUser(t, s, "u@example.com")
 		f := confirmed(t, s, u.ID, "s", 100)
 		for _, step := range []int64{200, 201, 202} {
-			wins := race(t, concurrency, func(int) (bool, error) { return s.ClaimStep(t.Context(), f.ID, step) })
+			wins := race(t, concurrency, func(int) (bool, error) {
+				return spend(t, s, u.ID, base, mfa.Upgrade{ClaimFactor: f.ID, ClaimStep: step})
+			})
 			if wins != 1 {
 				t.Errorf("%d concurrent ClaimStep(%d): got %d successes, want exactly 1", concurrency, step, wins)
 			}
 		}
 		// Concurrent claims of different steps: the newest must end up stored.
-		race(t, concurrency, func(i int) (bool, error) { return s.ClaimStep(t.Context(), f.ID, int64(300+i)) })
+		race(t, concurrency, func(i int) (bool, error) {
+			return spend(t, s, u.ID, base, mfa.Upgrade{ClaimFactor: f.ID, ClaimStep: int64(300 + i)})
+		})
 		if last := factorByID(t, s, u.ID, f.ID).LastStep; last != 300+concurrency-1 {
 			t.Errorf("after concurrent claims of steps 300..%d: got LastStep %d, want %d", 300+concurrency-1, last, 300+concurrency-1)
 		}
@@ -586,17 +590,17 @@ func testBackupCodes(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		}
 
 		at := base.Add(time.Hour)
-		if ok, err := s.UseBackupCode(ctx, got[1].ID, at); !ok || err != nil {
+		if ok, err := spend(t, s, u.ID, at, mfa.Upgrade{BackupCode: got[1].ID}); !ok || err != nil {
 			t.Errorf("UseBackupCode: got %v, %v, want true, nil", ok, err)
 		}
-		if ok, err := s.UseBackupCode(ctx, got[1].ID, at.Add(time.Second)); ok || err != nil {
+		if ok, err := spend(t, s, u.ID, at.Add(time.Second), mfa.Upgrade{BackupCode: got[1].ID}); ok || err != nil {
 			t.Errorf("UseBackupCode a second time: got %v, %v, want false, nil", ok, err)
 		}
 		want := []string{string(codes[0].Hash), string(codes[2].Hash)}
 		if hs := codeHashes(t, s, u.ID); !slices.Equal(hs, want) {
 			t.Errorf("unused codes after one use: got %q, want %q", hs, want)
 		}
-		if ok, err := s.UseBackupCode(ctx, 1<<50, at); ok || err != nil {
+		if ok, err := spend(t, s, u.ID, at, mfa.Upgrade{BackupCode: 1 << 50}); ok || err != nil {
 			t.Errorf("UseBackupCode of a missing code: got %v, %v, want false, nil", ok, err)
 		}
 
@@ -612,7 +616,7 @@ func testBackupCodes(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		if hs := codeHashes(t, s, u.ID); !slices.Equal(hs, want) {
 			t.Errorf("codes after replacing: got %q, want %q", hs, want)
 		}
-		if ok, err := s.UseBackupCode(ctx, got[0].ID, at); ok || err != nil {
+		if ok, err := spend(t, s, u.ID, at, mfa.Upgrade{BackupCode: got[0].ID}); ok || err != nil {
 			t.Errorf("UseBackupCode of a replaced code: got %v, %v, want false, nil", ok, err)
 		}
 		if hs := codeHashes(t, s, other.ID); len(hs) != 10 {
@@ -634,7 +638,7 @@ func testBackupCodes(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 			t.Fatal(err)
 		}
 		for _, c := range codes {
-			wins := race(t, concurrency, func(int) (bool, error) { return s.UseBackupCode(t.Context(), c.ID, base) })
+			wins := race(t, concurrency, func(int) (bool, error) { return spend(t, s, u.ID, base, mfa.Upgrade{BackupCode: c.ID}) })
 			if wins != 1 {
 				t.Errorf("%d concurrent UseBackupCode: got %d successes, want exactly 1", concurrency, wins)
 			}
@@ -643,6 +647,24 @@ func testBackupCodes(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 			t.Errorf("unused codes after using all: got %d, want none", len(hs))
 		}
 	})
+}
+
+// spend spends the proof of up (a step claimed, a backup code used at at)
+// through UpgradeSession, as a sign-in does, from a pending session of its
+// own. It is safe to call from several goroutines.
+func spend(t *testing.T, s mfa.Store, userID int64, at time.Time, up mfa.Upgrade) (bool, error) {
+	newID := func() []byte {
+		id := make([]byte, 32)
+		_, _ = rand.Read(id)
+		return id
+	}
+	old := &mfa.Session{ID: newID(), UserID: userID, Level: mfa.LevelPassword, CreatedAt: base, LastSeenAt: base, ExpiresAt: base.Add(time.Hour)}
+	if err := s.CreateSession(t.Context(), old); err != nil {
+		return false, err
+	}
+	up.Old = old.ID
+	up.Next = &mfa.Session{ID: newID(), UserID: userID, Level: mfa.LevelFull, CreatedAt: at, LastSeenAt: at, ExpiresAt: at.Add(time.Hour)}
+	return s.UpgradeSession(t.Context(), up)
 }
 
 // sessionID returns a 32-byte ID with bytes a text column would mangle.

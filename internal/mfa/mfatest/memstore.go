@@ -184,20 +184,6 @@ func (m *MemStore) ConfirmFactor(ctx context.Context, factorID int64, at time.Ti
 	return nil
 }
 
-// ClaimStep records step as used if it is newer than the factor's last
-// step. A missing factor claims nothing: false, nil.
-func (m *MemStore) ClaimStep(ctx context.Context, factorID int64, step int64) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	f, ok := m.factors[factorID]
-	if !ok || f.LastStep >= step {
-		return false, nil
-	}
-	f.LastStep = step
-	m.factors[factorID] = f
-	return true, nil
-}
-
 // DeleteFactors removes every factor and backup code of the user.
 func (m *MemStore) DeleteFactors(ctx context.Context, userID int64) error {
 	m.mu.Lock()
@@ -281,20 +267,6 @@ func (m *MemStore) replaceCodes(userID int64, codes []mfa.BackupCode) {
 		codes[i].UserID = userID
 		m.codes[codes[i].ID] = copyCode(codes[i])
 	}
-}
-
-// UseBackupCode marks an unused code used. A missing code is not used:
-// false, nil.
-func (m *MemStore) UseBackupCode(ctx context.Context, codeID int64, at time.Time) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c, ok := m.codes[codeID]
-	if !ok || !c.UsedAt.IsZero() {
-		return false, nil
-	}
-	c.UsedAt = storedTime(at)
-	m.codes[codeID] = c
-	return true, nil
 }
 
 // CreateSession stores s; a taken ID is mfa.ErrConflict.
