@@ -21,7 +21,9 @@ CREATE TABLE factors (
 	created_at   timestamptz NOT NULL,
 	confirmed_at timestamptz
 );
-CREATE INDEX factors_user_id ON factors (user_id);
+-- (user_id, id): a user's rows come out of the index in ID order, as the
+-- Store lists them, with no sort.
+CREATE INDEX factors_user_id ON factors (user_id, id);
 
 CREATE TABLE backup_codes (
 	id      bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -29,7 +31,7 @@ CREATE TABLE backup_codes (
 	hash    bytea       NOT NULL,
 	used_at timestamptz
 );
-CREATE INDEX backup_codes_user_id ON backup_codes (user_id);
+CREATE INDEX backup_codes_user_id ON backup_codes (user_id, id);
 
 -- id is the SHA-256 of the client's token: random, so the table is keyed on
 -- it directly.
