@@ -48,7 +48,7 @@ CREATE INDEX sessions_user_id ON sessions (user_id);
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
 
 -- One row per throttle key: the consecutive failures since the last success.
--- RecordFailure locks the key's row (FOR UPDATE) for its read-decide-write,
+-- RecordFailure locks the key's row (an upsert) for its read-decide-write,
 -- so every instance sees the others' failures.
 CREATE TABLE throttles (
 	subject      text        NOT NULL,

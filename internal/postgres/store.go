@@ -1,0 +1,599 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/twofold/twofold/internal/mfa"
+)
+
+// Every method below keeps the contract of mfa.Store. Beyond it, as the
+// conformance suite checks: ClaimStep, UseBackupCode and ReplaceFactorSecret
+// answer false, nil for a row that does not exist; deletes of nothing are
+// not errors; TouchSession of a missing session is mfa.ErrNotFound; a user
+// ID that names no user is mfa.ErrNotFound.
+
+const (
+	userColumns    = `id, email, password_hash, created_at`
+	factorColumns  = `id, user_id, kind, secret, last_step, created_at, confirmed_at`
+	codeColumns    = `id, user_id, hash, used_at`
+	sessionColumns = `user_id, level, created_at, last_seen_at, expires_at, ip`
+	eventColumns   = `id, user_id, type, at, ip, detail`
+
+	// throttleStateSQL reads a key's row and counts its failures at or after
+	// $3, in one statement. $1 is the subject, $2 the method.
+	throttleStateSQL = `SELECT
+	(SELECT consecutive FROM throttles WHERE subject = $1 AND method = $2),
+	(SELECT last_failure FROM throttles WHERE subject = $1 AND method = $2),
+	count(*), min(at)
+FROM throttle_failures WHERE subject = $1 AND method = $2 AND at >= $3`
+)
+
+// CreateUser stores u and sets u.ID; a taken email is mfa.ErrConflict.
+func (db *DB) CreateUser(ctx context.Context, u *mfa.User) error {
+	var id int64
+	err := db.pool.QueryRow(ctx, `INSERT INTO users (email, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id`,
+		u.Email, u.PasswordHash, stamp(u.CreatedAt)).Scan(&id)
+	if err != nil {
+		return wrap("create user", err)
+	}
+	u.ID = id
+	return nil
+}
+
+func scanUser(row pgx.Row, op string) (*mfa.User, error) {
+	var u mfa.User
+	if err := row.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.CreatedAt); err != nil {
+		return nil, wrap(op, err)
+	}
+	u.CreatedAt = timeOf(u.CreatedAt)
+	return &u, nil
+}
+
+// UserByID returns the user with that ID.
+func (db *DB) UserByID(ctx context.Context, id int64) (*mfa.User, error) {
+	return scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id), "user by id")
+}
+
+// UserByEmail returns the user with exactly that (normalised) email address.
+func (db *DB) UserByEmail(ctx context.Context, email string) (*mfa.User, error) {
+	return scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1`, email), "user by email")
+}
+
+// CountUsers returns the number of users.
+func (db *DB) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+		return 0, wrap("count users", err)
+	}
+	return n, nil
+}
+
+func (db *DB) queryFactors(ctx context.Context, op, sql string, args ...any) ([]mfa.Factor, error) {
+	rows, err := db.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	defer rows.Close()
+	var fs []mfa.Factor
+	for rows.Next() {
+		var (
+			f         mfa.Factor
+			kind      string
+			confirmed pgtype.Timestamptz
+		)
+		if err := rows.Scan(&f.ID, &f.UserID, &kind, &f.Secret, &f.LastStep, &f.CreatedAt, &confirmed); err != nil {
+			return nil, wrap(op, err)
+		}
+		f.Kind = mfa.FactorKind(kind)
+		f.CreatedAt = timeOf(f.CreatedAt)
+		f.ConfirmedAt = nullTimeOf(confirmed)
+		fs = append(fs, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(op, err)
+	}
+	return fs, nil
+}
+
+// Factors returns every factor of the user in ID order, pending ones included.
+func (db *DB) Factors(ctx context.Context, userID int64) ([]mfa.Factor, error) {
+	return db.queryFactors(ctx, "factors", `SELECT `+factorColumns+` FROM factors WHERE user_id = $1 ORDER BY id`, userID)
+}
+
+// SavePendingFactor stores f, setting f.ID, and removes any other pending
+// factor of the same user, in one transaction under the user's lock.
+func (db *DB) SavePendingFactor(ctx context.Context, f *mfa.Factor) error {
+	var id int64
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, lockUser, f.UserID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM factors WHERE user_id = $1 AND confirmed_at IS NULL`, f.UserID); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `INSERT INTO factors (user_id, kind, secret, last_step, created_at, confirmed_at)
+VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+			f.UserID, string(f.Kind), bytesOf(f.Secret), f.LastStep, stamp(f.CreatedAt), nullStamp(f.ConfirmedAt)).Scan(&id)
+	})
+	if err != nil {
+		return wrap("save pending factor", err)
+	}
+	f.ID = id
+	return nil
+}
+
+// ConfirmFactor confirms a pending factor, removes the user's other factors
+// and replaces the user's backup codes, in one transaction under the user's
+// lock. On success it sets codes[i].ID and codes[i].UserID (the factor's
+// user).
+func (db *DB) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []mfa.BackupCode) error {
+	var (
+		userID int64
+		ids    []int64
+	)
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		// Lock the factor's user, then confirm the factor if it is still
+		// pending: the UPDATE sees the newest row, so of two confirmations
+		// the second finds it confirmed.
+		err := tx.QueryRow(ctx, `SELECT u.id FROM factors f JOIN users u ON u.id = f.user_id
+WHERE f.id = $1 FOR NO KEY UPDATE OF u`, factorID).Scan(&userID)
+		if err != nil {
+			return err // no row: the factor is gone
+		}
+		err = tx.QueryRow(ctx, `UPDATE factors SET confirmed_at = $1, last_step = $2
+WHERE id = $3 AND confirmed_at IS NULL RETURNING user_id`, stamp(at), step, factorID).Scan(&userID)
+		if err != nil {
+			return err // no row: gone or confirmed already
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM factors WHERE user_id = $1 AND id <> $2`, userID, factorID); err != nil {
+			return err
+		}
+		ids, err = replaceCodes(ctx, tx, userID, codes)
+		return err
+	})
+	if err != nil {
+		return wrap("confirm factor", err)
+	}
+	setCodeIDs(codes, userID, ids)
+	return nil
+}
+
+// DeleteFactors removes every factor and backup code of the user.
+func (db *DB) DeleteFactors(ctx context.Context, userID int64) error {
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, lockUser, userID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM factors WHERE user_id = $1`, userID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM backup_codes WHERE user_id = $1`, userID)
+		return err
+	})
+	if err != nil {
+		return wrap("delete factors", err)
+	}
+	return nil
+}
+
+// FactorsAfter lists factors with ID > afterID in ID order, at most limit.
+func (db *DB) FactorsAfter(ctx context.Context, afterID int64, limit int) ([]mfa.Factor, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	return db.queryFactors(ctx, "factors after", `SELECT `+factorColumns+` FROM factors WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
+}
+
+// ReplaceFactorSecret swaps the factor's secret if it still equals old.
+func (db *DB) ReplaceFactorSecret(ctx context.Context, factorID int64, old, new []byte) (bool, error) {
+	ct, err := db.pool.Exec(ctx, `UPDATE factors SET secret = $1 WHERE id = $2 AND secret = $3`, bytesOf(new), factorID, bytesOf(old))
+	if err != nil {
+		return false, wrap("replace factor secret", err)
+	}
+	return ct.RowsAffected() > 0, nil
+}
+
+// UnusedBackupCodes returns the user's unused backup codes in ID order.
+func (db *DB) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.BackupCode, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+codeColumns+` FROM backup_codes WHERE user_id = $1 AND used_at IS NULL ORDER BY id`, userID)
+	if err != nil {
+		return nil, wrap("unused backup codes", err)
+	}
+	defer rows.Close()
+	var cs []mfa.BackupCode
+	for rows.Next() {
+		var (
+			c    mfa.BackupCode
+			used pgtype.Timestamptz
+		)
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Hash, &used); err != nil {
+			return nil, wrap("unused backup codes", err)
+		}
+		c.UsedAt = nullTimeOf(used)
+		cs = append(cs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("unused backup codes", err)
+	}
+	return cs, nil
+}
+
+// ReplaceBackupCodes deletes the user's codes and stores codes instead, in
+// one transaction under the user's lock. On success it sets codes[i].ID and
+// codes[i].UserID.
+func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode) error {
+	var ids []int64
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, lockUser, userID); err != nil {
+			return err
+		}
+		var err error
+		ids, err = replaceCodes(ctx, tx, userID, codes)
+		return err
+	})
+	if err != nil {
+		return wrap("replace backup codes", err)
+	}
+	setCodeIDs(codes, userID, ids)
+	return nil
+}
+
+// replaceCodes replaces the user's codes inside tx and returns the new IDs.
+// The caller holds the user's lock. The inserts go in one batch: one round
+// trip, and their results in the order sent.
+func replaceCodes(ctx context.Context, tx pgx.Tx, userID int64, codes []mfa.BackupCode) ([]int64, error) {
+	if _, err := tx.Exec(ctx, `DELETE FROM backup_codes WHERE user_id = $1`, userID); err != nil {
+		return nil, err
+	}
+	if len(codes) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(codes))
+	b := &pgx.Batch{}
+	for i, c := range codes {
+		b.Queue(`INSERT INTO backup_codes (user_id, hash, used_at) VALUES ($1, $2, $3) RETURNING id`,
+			userID, bytesOf(c.Hash), nullStamp(c.UsedAt)).QueryRow(func(row pgx.Row) error { return row.Scan(&ids[i]) })
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+func setCodeIDs(codes []mfa.BackupCode, userID int64, ids []int64) {
+	for i := range ids {
+		codes[i].ID, codes[i].UserID = ids[i], userID
+	}
+}
+
+const insertSession = `INSERT INTO sessions (id, ` + sessionColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+
+func sessionArgs(s *mfa.Session) []any {
+	return []any{bytesOf(s.ID), s.UserID, int32(s.Level), stamp(s.CreatedAt), stamp(s.LastSeenAt), stamp(s.ExpiresAt), s.IP}
+}
+
+// CreateSession stores s; a taken ID is mfa.ErrConflict.
+func (db *DB) CreateSession(ctx context.Context, s *mfa.Session) error {
+	if _, err := db.pool.Exec(ctx, insertSession, sessionArgs(s)...); err != nil {
+		return wrap("create session", err)
+	}
+	return nil
+}
+
+// Session returns the session with exactly that ID.
+func (db *DB) Session(ctx context.Context, id []byte) (*mfa.Session, error) {
+	var (
+		s     mfa.Session
+		level int32
+	)
+	err := db.pool.QueryRow(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = $1`, id).
+		Scan(&s.UserID, &level, &s.CreatedAt, &s.LastSeenAt, &s.ExpiresAt, &s.IP)
+	if err != nil {
+		return nil, wrap("session", err)
+	}
+	s.ID = append([]byte(nil), id...)
+	s.Level = mfa.Level(level)
+	s.CreatedAt, s.LastSeenAt, s.ExpiresAt = timeOf(s.CreatedAt), timeOf(s.LastSeenAt), timeOf(s.ExpiresAt)
+	return &s, nil
+}
+
+const insertEvent = `INSERT INTO events (user_id, type, at, ip, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id`
+
+func eventArgs(e *mfa.Event) []any {
+	return []any{e.UserID, string(e.Type), stamp(e.At), e.IP, e.Detail}
+}
+
+// resetThrottle is ResetThrottle's statement, also run by UpgradeSession:
+// it zeroes the key's consecutive count and forgets one failure at exactly
+// $3. A failure row has no key: the one forgotten is named by its physical
+// address. The WITH runs its UPDATE whatever the DELETE finds.
+const resetThrottle = `WITH reset AS (
+	UPDATE throttles SET consecutive = 0 WHERE subject = $1 AND method = $2)
+DELETE FROM throttle_failures WHERE ctid =
+	(SELECT ctid FROM throttle_failures WHERE subject = $1 AND method = $2 AND at = $3 LIMIT 1)`
+
+// UpgradeSession spends the proof of u, forgets its attempt, replaces
+// session u.Old by u.Next and records u.Event (setting its ID), in one
+// transaction. It reports false, changing nothing, when the step is not
+// newer than the factor's last one, the backup code is used, or u.Old is
+// gone, as when a concurrent sign-in spent the proof or upgraded the
+// session first: its conditional UPDATE or DELETE took the row, and this
+// one, waiting for that transaction, then finds the row changed.
+//
+// The transaction costs two round trips: BEGIN and every statement in one
+// batch, then COMMIT, or ROLLBACK when a condition failed.
+func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
+	var (
+		evID int64
+		gone bool
+	)
+	mustAffect := func(ct pgconn.CommandTag) error {
+		if ct.RowsAffected() == 0 {
+			gone = true
+		}
+		return nil
+	}
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	// The proof first: of concurrent sign-ins spending it, one takes the
+	// row, the others wait for its commit and then match nothing.
+	if u.ClaimFactor != 0 {
+		b.Queue(`UPDATE factors SET last_step = $1 WHERE id = $2 AND last_step < $1`, u.ClaimStep, u.ClaimFactor).Exec(mustAffect)
+	}
+	if u.BackupCode != 0 {
+		b.Queue(`UPDATE backup_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL`, stamp(u.Next.CreatedAt), u.BackupCode).Exec(mustAffect)
+	}
+	b.Queue(`DELETE FROM sessions WHERE id = $1`, u.Old).Exec(mustAffect)
+	b.Queue(insertSession, sessionArgs(u.Next)...)
+	if u.Throttle.Subject != "" {
+		b.Queue(resetThrottle, u.Throttle.Subject, string(u.Throttle.Method), stamp(u.Attempt))
+	}
+	if u.Event != nil {
+		b.Queue(insertEvent, eventArgs(u.Event)...).QueryRow(func(row pgx.Row) error { return row.Scan(&evID) })
+	}
+	tx, err := db.beginBatch(ctx, b)
+	if err != nil {
+		return false, wrap("upgrade session", err)
+	}
+	defer tx.Rollback(ctx)
+	if gone {
+		return false, nil // the deferred rollback undoes the rest
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, wrap("upgrade session", err)
+	}
+	if u.Event != nil {
+		u.Event.ID = evID
+	}
+	return true, nil
+}
+
+// beginBatch sends b, which begins a transaction (Batch.BeginTx) and queues
+// its first statements, and returns the transaction once their results are
+// read. The caller defers its Rollback. On an error the transaction is
+// rolled back and its connection released.
+func (db *DB) beginBatch(ctx context.Context, b *pgx.Batch) (pgx.Tx, error) {
+	br := db.pool.SendBatch(ctx, b)
+	tx := br.Tx()
+	err := br.Close()
+	if tx == nil && err == nil {
+		err = errors.New("batch began no transaction")
+	}
+	if err != nil {
+		if tx != nil {
+			tx.Rollback(ctx)
+		}
+		return nil, err
+	}
+	return tx, nil
+}
+
+// TouchSession sets the session's LastSeenAt; a missing session is mfa.ErrNotFound.
+func (db *DB) TouchSession(ctx context.Context, id []byte, at time.Time) error {
+	ct, err := db.pool.Exec(ctx, `UPDATE sessions SET last_seen_at = $1 WHERE id = $2`, stamp(at), id)
+	if err != nil {
+		return wrap("touch session", err)
+	}
+	if ct.RowsAffected() == 0 {
+		return wrap("touch session", pgx.ErrNoRows)
+	}
+	return nil
+}
+
+// DeleteSession removes the session; removing a missing one is not an error.
+func (db *DB) DeleteSession(ctx context.Context, id []byte) error {
+	if _, err := db.pool.Exec(ctx, `DELETE FROM sessions WHERE id = $1`, id); err != nil {
+		return wrap("delete session", err)
+	}
+	return nil
+}
+
+// DeleteUserSessions removes every session of the user.
+func (db *DB) DeleteUserSessions(ctx context.Context, userID int64) error {
+	if _, err := db.pool.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1`, userID); err != nil {
+		return wrap("delete user sessions", err)
+	}
+	return nil
+}
+
+// DeleteExpiredSessions removes sessions whose ExpiresAt is before t and
+// returns how many it removed.
+func (db *DB) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error) {
+	ct, err := db.pool.Exec(ctx, `DELETE FROM sessions WHERE expires_at < $1`, stamp(t))
+	if err != nil {
+		return 0, wrap("delete expired sessions", err)
+	}
+	return int(ct.RowsAffected()), nil
+}
+
+func scanThrottle(row pgx.Row) (mfa.ThrottleState, error) {
+	var (
+		st           mfa.ThrottleState
+		consecutive  pgtype.Int4
+		last, oldest pgtype.Timestamptz
+		count        int64
+	)
+	if err := row.Scan(&consecutive, &last, &count, &oldest); err != nil {
+		return st, err
+	}
+	st.Consecutive = int(consecutive.Int32)
+	st.LastFailure = nullTimeOf(last)
+	st.WindowCount = int(count)
+	st.WindowOldest = nullTimeOf(oldest)
+	return st, nil
+}
+
+// ThrottleState returns the key's state, counting failures at or after since.
+func (db *DB) ThrottleState(ctx context.Context, key mfa.ThrottleKey, since time.Time) (mfa.ThrottleState, error) {
+	st, err := scanThrottle(db.pool.QueryRow(ctx, throttleStateSQL, key.Subject, string(key.Method), stamp(since)))
+	if err != nil {
+		return mfa.ThrottleState{}, wrap("throttle state", err)
+	}
+	return st, nil
+}
+
+// RecordFailure reads the key's state and, if admit approves it, records a
+// failure at time at, in one transaction that holds the lock of the key's
+// row: concurrent calls, from this process or another, queue on it and see
+// each other's failures. admit runs while the lock is held, so it must be
+// quick. The key's failures before since are deleted on the way.
+//
+// It costs three round trips: BEGIN with the lock and the read; the write;
+// COMMIT (or ROLLBACK, when admit refuses).
+func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since time.Time, admit func(mfa.ThrottleState) bool) (mfa.ThrottleState, bool, error) {
+	subject, method, atTS, sinceTS := key.Subject, string(key.Method), stamp(at), stamp(since)
+	var (
+		st          mfa.ThrottleState
+		consecutive int32
+		last        pgtype.Timestamptz
+		count       int64
+		oldest      pgtype.Timestamptz
+	)
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	// The upsert locks the key's row, inserting it first for a new key (a
+	// refused failure rolls it back), and returns it as it is: it waits for
+	// a concurrent holder of the lock and then reads the row it committed.
+	b.Queue(`INSERT INTO throttles (subject, method, consecutive) VALUES ($1, $2, 0)
+ON CONFLICT (subject, method) DO UPDATE SET consecutive = throttles.consecutive
+RETURNING consecutive, last_failure`, subject, method).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&consecutive, &last) })
+	// A statement of its own: in READ COMMITTED each statement reads a
+	// snapshot taken when it starts, so after the lock this count sees every
+	// failure committed by the lock's previous holder.
+	b.Queue(`SELECT count(*), min(at) FROM throttle_failures WHERE subject = $1 AND method = $2 AND at >= $3`,
+		subject, method, sinceTS).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&count, &oldest) })
+	tx, err := db.beginBatch(ctx, b)
+	if err != nil {
+		return mfa.ThrottleState{}, false, wrap("record failure", err)
+	}
+	defer tx.Rollback(ctx) // after Commit, a no-op
+	st = mfa.ThrottleState{Consecutive: int(consecutive), LastFailure: nullTimeOf(last),
+		WindowCount: int(count), WindowOldest: nullTimeOf(oldest)}
+	if !admit(st) {
+		return st, false, nil
+	}
+	_, err = tx.Exec(ctx, `WITH
+	pruned AS (DELETE FROM throttle_failures WHERE subject = $1 AND method = $2 AND at < $4),
+	added AS (INSERT INTO throttle_failures (subject, method, at) VALUES ($1, $2, $3))
+UPDATE throttles SET consecutive = consecutive + 1, last_failure = $3 WHERE subject = $1 AND method = $2`,
+		subject, method, atTS, sinceTS)
+	if err != nil {
+		return mfa.ThrottleState{}, false, wrap("record failure", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return mfa.ThrottleState{}, false, wrap("record failure", err)
+	}
+	t := timeOf(atTS)
+	st.Consecutive++
+	st.LastFailure = t
+	if !atTS.Before(sinceTS) {
+		st.WindowCount++
+		if st.WindowOldest.IsZero() || t.Before(st.WindowOldest) {
+			st.WindowOldest = t
+		}
+	}
+	return st, true, nil
+}
+
+// ResetThrottle sets the key's consecutive failure count to zero and
+// forgets one failure recorded at exactly attempt; its other failures stay
+// counted in their window. An unknown key is not an error.
+func (db *DB) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt time.Time) error {
+	if _, err := db.pool.Exec(ctx, resetThrottle, key.Subject, string(key.Method), stamp(attempt)); err != nil {
+		return wrap("reset throttle", err)
+	}
+	return nil
+}
+
+// DeleteStaleThrottles forgets failures before t and keys whose last
+// failure is before t, and returns how many keys it forgot. It skips the
+// rows that a RecordFailure holds locked, so it never waits for one: that
+// key is in use, and two deletes of overlapping rows in different orders
+// could deadlock. What it skips, a later run forgets.
+func (db *DB) DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error) {
+	var n int64
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		ct, err := tx.Exec(ctx, `DELETE FROM throttles WHERE (subject, method) IN (
+	SELECT subject, method FROM throttles WHERE last_failure < $1 FOR UPDATE SKIP LOCKED)`, stamp(t))
+		if err != nil {
+			return err
+		}
+		n = ct.RowsAffected()
+		// throttle_failures has no key: its rows are named by their
+		// physical address, stable while they are locked.
+		_, err = tx.Exec(ctx, `DELETE FROM throttle_failures WHERE ctid = ANY (ARRAY(
+	SELECT ctid FROM throttle_failures WHERE at < $1 FOR UPDATE SKIP LOCKED))`, stamp(t))
+		return err
+	})
+	if err != nil {
+		return 0, wrap("delete stale throttles", err)
+	}
+	return int(n), nil
+}
+
+// AddEvent stores e and sets e.ID.
+func (db *DB) AddEvent(ctx context.Context, e *mfa.Event) error {
+	var id int64
+	if err := db.pool.QueryRow(ctx, insertEvent, eventArgs(e)...).Scan(&id); err != nil {
+		return wrap("add event", err)
+	}
+	e.ID = id
+	return nil
+}
+
+// Events returns the user's newest events first, at most limit.
+func (db *DB) Events(ctx context.Context, userID int64, limit int) ([]mfa.Event, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE user_id = $1 ORDER BY id DESC LIMIT $2`, userID, limit)
+	if err != nil {
+		return nil, wrap("events", err)
+	}
+	defer rows.Close()
+	evs := make([]mfa.Event, 0, min(limit, 64))
+	for rows.Next() {
+		var (
+			e   mfa.Event
+			typ string
+		)
+		if err := rows.Scan(&e.ID, &e.UserID, &typ, &e.At, &e.IP, &e.Detail); err != nil {
+			return nil, wrap("events", err)
+		}
+		e.Type = mfa.EventType(typ)
+		e.At = timeOf(e.At)
+		evs = append(evs, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("events", err)
+	}
+	return evs, nil
+}
