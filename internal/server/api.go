@@ -109,12 +109,9 @@ func apiSecondFactor(k *kit, svc *mfa.Service) http.Handler {
 
 func apiLogout(k *kit, svc *mfa.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		k.clearToken(w, r)
-		if token := k.token(r); token != "" {
-			if err := svc.Logout(r.Context(), token, k.client(r)); err != nil {
-				k.fail(w, r, err)
-				return
-			}
+		if err := k.endSession(w, r, svc); err != nil {
+			k.fail(w, r, err)
+			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})

@@ -230,12 +230,9 @@ func pageTokenSubmit(k *kit, svc *mfa.Service) http.Handler {
 
 func pageLogout(k *kit, svc *mfa.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		k.clearToken(w, r)
-		if token := k.token(r); token != "" {
-			if err := svc.Logout(r.Context(), token, k.client(r)); err != nil {
-				k.fail(w, r, err)
-				return
-			}
+		if err := k.endSession(w, r, svc); err != nil {
+			k.fail(w, r, err)
+			return
 		}
 		redirect(w, r, "/login?msg=signed_out")
 	})

@@ -119,3 +119,12 @@ func forwardedFor(lines []string) (string, bool) {
 	}
 	return "", false
 }
+
+// endSession signs r's session out on the server and drops the cookie.
+func (k *kit) endSession(w http.ResponseWriter, r *http.Request, svc *mfa.Service) error {
+	k.clearToken(w, r)
+	if token := k.token(r); token != "" {
+		return svc.Logout(r.Context(), token, k.client(r))
+	}
+	return nil
+}

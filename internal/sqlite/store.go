@@ -499,23 +499,19 @@ func (db *DB) resetThrottle(ctx context.Context, tx *sql.Tx, key mfa.ThrottleKey
 // DeleteStaleThrottles forgets failures before t and keys whose last
 // failure is before t, and returns how many keys it forgot.
 func (db *DB) DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error) {
-	tx, err := db.w.BeginTx(ctx, nil)
+	var n int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM throttle_failures WHERE at < ?`, millis(t)); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM throttles WHERE last_failure < ?`, millis(t))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
-		return 0, wrap("delete stale throttles", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM throttle_failures WHERE at < ?`, millis(t)); err != nil {
-		return 0, wrap("delete stale throttles", err)
-	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM throttles WHERE last_failure < ?`, millis(t))
-	if err != nil {
-		return 0, wrap("delete stale throttles", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, wrap("delete stale throttles", err)
-	}
-	if err := tx.Commit(); err != nil {
 		return 0, wrap("delete stale throttles", err)
 	}
 	return int(n), nil
