@@ -50,6 +50,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -454,21 +455,53 @@ func aad(header, additionalData []byte) []byte {
 // under them still open. It returns the new key's ID. The keyring changes
 // only if the file was written.
 func (kr *Keyring) Rotate(path string, rand io.Reader) (newID string, err error) {
-	kr.mu.Lock()
-	defer kr.mu.Unlock()
-	if len(kr.keys) >= maxKeys {
-		return "", fmt.Errorf("keyring: rotate: already %d keys; retire unused ones first", len(kr.keys))
-	}
-	k, err := newKey(randOrDefault(rand), kr.keys)
+	return kr.addKey(path, rand, "rotate", true)
+}
+
+// Add adds a new random key that opens but does not seal yet, and writes
+// the key file at path atomically (mode 0600). Instances that keep copies
+// of the key file get the new key this way before any value is sealed
+// under it; Promote makes it the primary key later. It returns its ID.
+func (kr *Keyring) Add(path string, rand io.Reader) (newID string, err error) {
+	return kr.addKey(path, rand, "add", false)
+}
+
+func (kr *Keyring) addKey(path string, rand io.Reader, op string, primary bool) (string, error) {
+	var k *key
+	err := kr.change(path, op, func(keys []*key) ([]*key, error) {
+		if len(keys) >= maxKeys {
+			return nil, fmt.Errorf("already %d keys; retire unused ones first", len(keys))
+		}
+		var err error
+		if k, err = newKey(randOrDefault(rand), keys); err != nil {
+			return nil, err
+		}
+		if primary {
+			return append([]*key{k}, keys...), nil
+		}
+		return append(slices.Clone(keys), k), nil
+	})
 	if err != nil {
-		return "", fmt.Errorf("keyring: rotate: %w", err)
+		return "", err
 	}
-	keys := append([]*key{k}, kr.keys...)
-	if err := writeAtomic(path, encode(keys)); err != nil {
-		return "", fmt.Errorf("keyring: rotate: write %s: %w", path, err)
-	}
-	kr.keys = keys
 	return formatID(k.id), nil
+}
+
+// Promote makes the key keyID, already in the keyring, the primary key and
+// writes the key file at path atomically (mode 0600). The former primary
+// key stays, to open what it sealed.
+func (kr *Keyring) Promote(path, keyID string) error {
+	id, err := parseID(keyID)
+	if err != nil {
+		return fmt.Errorf("keyring: promote: %w", err)
+	}
+	return kr.change(path, "promote", func(keys []*key) ([]*key, error) {
+		k := findKey(keys, id)
+		if k == nil {
+			return nil, fmt.Errorf("no key %s in the keyring", keyID)
+		}
+		return append([]*key{k}, slices.DeleteFunc(slices.Clone(keys), func(o *key) bool { return o == k })...), nil
+	})
 }
 
 // Retire removes the key keyID, which must not be the primary key, and
@@ -480,22 +513,28 @@ func (kr *Keyring) Retire(path, keyID string) error {
 	if err != nil {
 		return fmt.Errorf("keyring: retire: %w", err)
 	}
+	return kr.change(path, "retire", func(keys []*key) ([]*key, error) {
+		if keys[0].id == id {
+			return nil, fmt.Errorf("key %s is the primary key; rotate first", keyID)
+		}
+		if findKey(keys, id) == nil {
+			return nil, fmt.Errorf("no key %s in the keyring", keyID)
+		}
+		return slices.DeleteFunc(slices.Clone(keys), func(k *key) bool { return k.id == id }), nil
+	})
+}
+
+// change replaces the keys by edit's result, writing the key file at path
+// first: the keyring changes only if the file was written.
+func (kr *Keyring) change(path, op string, edit func([]*key) ([]*key, error)) error {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
-	if kr.keys[0].id == id {
-		return fmt.Errorf("keyring: retire: key %s is the primary key; rotate first", keyID)
-	}
-	keys := make([]*key, 0, len(kr.keys))
-	for _, k := range kr.keys {
-		if k.id != id {
-			keys = append(keys, k)
-		}
-	}
-	if len(keys) == len(kr.keys) {
-		return fmt.Errorf("keyring: retire: no key %s in the keyring", keyID)
+	keys, err := edit(kr.keys)
+	if err != nil {
+		return fmt.Errorf("keyring: %s: %w", op, err)
 	}
 	if err := writeAtomic(path, encode(keys)); err != nil {
-		return fmt.Errorf("keyring: retire: write %s: %w", path, err)
+		return fmt.Errorf("keyring: %s: write %s: %w", op, path, err)
 	}
 	kr.keys = keys
 	return nil

@@ -446,3 +446,51 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("keys after 5 rotations = %d, want 6", got)
 	}
 }
+
+// TestAddThenPromote: a key added opens at once but seals only once promoted,
+// so copies of the key file can learn it before anything is sealed under it.
+func TestAddThenPromote(t *testing.T) {
+	kr, path := newRing(t)
+	oldID := kr.PrimaryID()
+	ad := []byte("totp:7")
+
+	addedID, err := kr.Add(path, nil)
+	if err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	if got := kr.KeyIDs(); len(got) != 2 || got[0] != oldID || got[1] != addedID {
+		t.Fatalf("KeyIDs after Add = %v, want [%s %s]", got, oldID, addedID)
+	}
+	sealed, err := kr.Seal([]byte("secret"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := kr.KeyIDOf(sealed); id != oldID {
+		t.Errorf("sealed under %s after Add, want the primary %s", id, oldID)
+	}
+
+	if err := kr.Promote(path, "0000000g"); err == nil {
+		t.Error("Promote(invalid id): got nil error, want one")
+	}
+	if err := kr.Promote(path, addedID); err != nil {
+		t.Fatalf("Promote: %v", err)
+	}
+	loaded, err := keyring.LoadOrCreate(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []*keyring.Keyring{kr, loaded} {
+		if got := k.KeyIDs(); len(got) != 2 || got[0] != addedID || got[1] != oldID {
+			t.Errorf("KeyIDs after Promote = %v, want [%s %s]", got, addedID, oldID)
+		}
+		if got, err := k.Open(sealed, ad); err != nil || string(got) != "secret" {
+			t.Errorf("Open(value of the former primary) = %q, %v", got, err)
+		}
+	}
+	resealed, _ := kr.Seal([]byte("secret"), ad)
+	if id, _ := kr.KeyIDOf(resealed); id != addedID {
+		t.Errorf("sealed under %s after Promote, want %s", id, addedID)
+	}
+	assertMode(t, path, 0o600)
+	assertOnlyFile(t, path)
+}
