@@ -2,12 +2,8 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,79 +11,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/twofold/twofold/internal/mfa"
 	"github.com/twofold/twofold/internal/mfa/mfatest"
+	"github.com/twofold/twofold/internal/postgres/pgtest"
 )
 
-// serverEnv names the variable that holds the URL of the PostgreSQL server
-// the tests run on. They create databases of their own there, and drop them.
-const serverEnv = "TWOFOLD_TEST_POSTGRES"
-
-// testServer returns the URL of the test server. Without one, the test
-// skips, except in CI (CI=true), where it fails: CI must test this store.
-func testServer(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv(serverEnv)
-	if u == "" {
-		msg := serverEnv + " is not set: set it to a PostgreSQL server's URL, such as " +
-			"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable, to test the PostgreSQL store"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return u
-}
-
-// withDatabase returns the connection string server with its database
-// replaced by name. server is a URL or a keyword/value string.
-func withDatabase(t testing.TB, server, name string) string {
-	t.Helper()
-	if strings.HasPrefix(server, "postgres://") || strings.HasPrefix(server, "postgresql://") {
-		u, err := url.Parse(server)
-		if err != nil {
-			t.Fatalf("%s: %v", serverEnv, err)
-		}
-		u.Path, u.RawPath = "/"+name, ""
-		return u.String()
-	}
-	return server + " dbname=" + name // the last of a repeated keyword wins
-}
-
-// newDatabase creates an empty database with a random name on the test
-// server, dropped at the end of the test, and returns its URL.
-func newDatabase(t testing.TB) string {
-	t.Helper()
-	server := testServer(t)
-	var r [8]byte
-	rand.Read(r[:])
-	name := "twofold_test_" + hex.EncodeToString(r[:])
-	admin(t, server, "CREATE DATABASE "+name)
-	t.Cleanup(func() { admin(t, server, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
-	return withDatabase(t, server, name)
-}
-
-// admin runs a statement on the test server's own database.
-func admin(t testing.TB, server, sql string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	// Parsed as the pool parses it, so that pool_* parameters are allowed.
-	cfg, err := pgxpool.ParseConfig(server)
-	if err != nil {
-		t.Fatalf("%s: %v", serverEnv, err)
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
-	if err != nil {
-		t.Fatalf("connect to %s: %v", serverEnv, err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
+// newDatabase creates an empty database of the test's own.
+func newDatabase(t testing.TB) string { return pgtest.NewDatabase(t) }
 
 // openTest opens the database at url, closed at the end of the test.
 func openTest(t testing.TB, url string) *DB {

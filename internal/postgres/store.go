@@ -13,7 +13,7 @@ import (
 )
 
 // Every method below keeps the contract of mfa.Store. Beyond it, as the
-// conformance suite checks: ClaimStep, UseBackupCode and ReplaceFactorSecret
+// conformance suite checks: UpgradeSession and ReplaceFactorSecret
 // answer false, nil for a row that does not exist; deletes of nothing are
 // not errors; TouchSession of a missing session is mfa.ErrNotFound; a user
 // ID that names no user is mfa.ErrNotFound.

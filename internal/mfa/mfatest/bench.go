@@ -1,0 +1,129 @@
+package mfatest
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twofold/twofold/internal/mfa"
+)
+
+// The store benchmarks of every backend, so that their figures compare:
+//
+//	go test ./internal/sqlite ./internal/postgres -run '^$' -bench . -cpu 2
+//
+// Each backend seeds its own database in bulk (its fastest way), then runs
+// the same timed part here.
+
+// BenchUsers is how many users a benchmark database holds, each with a
+// confirmed TOTP factor and ten backup codes.
+const BenchUsers = 100_000
+
+// benchParallelism: goroutines per GOMAXPROCS, as a busy server has many
+// requests in flight.
+const benchParallelism = 8
+
+// SessionIDFor is the n-th session ID of a benchmark, distinct per salt.
+func SessionIDFor(n int64, salt string) []byte {
+	sum := sha256.Sum256([]byte(salt + strconv.FormatInt(n, 10)))
+	return sum[:]
+}
+
+// BenchmarkUpgradeSession upgrades the distinct pending sessions pending
+// (at least b.N, one per user of userIDs in turn) concurrently, each with
+// its login event: the write that completes every sign-in.
+func BenchmarkUpgradeSession(b *testing.B, s mfa.Store, userIDs []int64, pending [][]byte) {
+	ctx := requestContext(b)
+	now := time.Now()
+	var next atomic.Int64
+	b.SetParallelism(benchParallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1) - 1
+			userID := userIDs[int(i)%len(userIDs)]
+			full := &mfa.Session{ID: SessionIDFor(i, "full"), UserID: userID, Level: mfa.LevelFull,
+				CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(12 * time.Hour), IP: "192.0.2.1"}
+			ev := &mfa.Event{UserID: userID, Type: mfa.EventLoginSucceeded, At: now, IP: "192.0.2.1", Detail: "totp"}
+			ok, err := s.UpgradeSession(ctx, mfa.Upgrade{Old: pending[i], Next: full, Event: ev})
+			if err != nil || !ok {
+				b.Errorf("UpgradeSession: got %v, %v, want true, nil", ok, err)
+				return
+			}
+		}
+	})
+	reportRate(b, "upgrades/s")
+}
+
+// BenchmarkVerification makes, for each of the pending sessions (at least
+// b.N), the store calls of one second-factor verification by
+// mfa.Service.VerifySecondFactor with a TOTP code: Session, UserByID,
+// RecordFailure (the admitted attempt), Factors, and UpgradeSession
+// claiming the step and forgetting the attempt, with its event. The target
+// is 3,000 verifications/s on 2 cores (-cpu 2).
+func BenchmarkVerification(b *testing.B, s mfa.Store, pending [][]byte) {
+	ctx := requestContext(b)
+	now := time.Now()
+	step := now.Unix() / 30
+	var next atomic.Int64
+	b.SetParallelism(benchParallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1) - 1
+			if err := verify(ctx, s, pending[i], SessionIDFor(i, "full"), step, now); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	reportRate(b, "verifications/s")
+}
+
+func verify(ctx context.Context, s mfa.Store, oldID, newID []byte, step int64, now time.Time) error {
+	sess, err := s.Session(ctx, oldID)
+	if err != nil {
+		return err
+	}
+	u, err := s.UserByID(ctx, sess.UserID)
+	if err != nil {
+		return err
+	}
+	key := mfa.ThrottleKey{Subject: "user:" + strconv.FormatInt(u.ID, 10), Method: mfa.MethodTOTP}
+	admit := func(mfa.ThrottleState) bool { return true }
+	if _, _, err := s.RecordFailure(ctx, key, now, now.Add(-mfa.ThrottleWindow), admit); err != nil {
+		return err
+	}
+	fs, err := s.Factors(ctx, u.ID)
+	if err != nil || len(fs) != 1 {
+		return fmt.Errorf("factors: got %d, %v", len(fs), err)
+	}
+	// A user may sign in more than once in the benchmark: claim the newest
+	// step the factor has not used, as a code of the next step would.
+	next := &mfa.Session{ID: newID, UserID: u.ID, Level: mfa.LevelFull,
+		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(12 * time.Hour), IP: "192.0.2.1"}
+	ev := &mfa.Event{UserID: u.ID, Type: mfa.EventLoginSucceeded, At: now, IP: "192.0.2.1", Detail: "totp"}
+	up := mfa.Upgrade{Old: oldID, Next: next, Event: ev, ClaimFactor: fs[0].ID, ClaimStep: max(step, fs[0].LastStep+1),
+		Throttle: key, Attempt: now}
+	if ok, err := s.UpgradeSession(ctx, up); err != nil || !ok {
+		return fmt.Errorf("upgrade session: got %v, %v", ok, err)
+	}
+	return nil
+}
+
+// requestContext is a context like an HTTP request's: cancelable.
+func requestContext(b *testing.B) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	return ctx
+}
+
+func reportRate(b *testing.B, unit string) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
+}
