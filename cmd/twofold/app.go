@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/twofold/twofold/internal/mfa"
 	"github.com/twofold/twofold/internal/password"
+	"github.com/twofold/twofold/internal/postgres"
 	"github.com/twofold/twofold/internal/sqlite"
 )
 
@@ -24,35 +26,160 @@ const (
 	codeKeyFile  = "code.key"    // HMAC key of backup-code hashes; never rotated
 )
 
-// app is what every command works on: the store and the Service over it.
-type app struct {
-	db      *sqlite.DB
-	keys    *liveKeyring
-	service *mfa.Service
-	users   *password.Hasher
+// database is a Store with the upkeep every backend offers.
+type database interface {
+	mfa.Store
+	SchemaVersion(ctx context.Context) (int, error)
+	Close() error
 }
 
-// openApp opens (creating on first use) the data directory of cfg.
+// app is what every command works on: the store and the Service over it.
+type app struct {
+	db       database
+	location databaseLocation
+	keys     *liveKeyring
+	service  *mfa.Service
+	users    *password.Hasher
+}
+
+// databaseLocation is where cfg's database lives: a postgres:// URL, or
+// sqlite:PATH (the file in the data directory unless --database names one).
+type databaseLocation struct {
+	postgresURL string
+	sqlitePath  string
+}
+
+func locateDatabase(cfg Config) (databaseLocation, error) {
+	switch d := cfg.Database; {
+	case d == "":
+		return databaseLocation{sqlitePath: filepath.Join(cfg.Data, databaseFile)}, nil
+	case isPostgresURL(d):
+		return databaseLocation{postgresURL: d}, nil
+	case strings.HasPrefix(d, "sqlite:") && len(d) > len("sqlite:"):
+		return databaseLocation{sqlitePath: strings.TrimPrefix(d, "sqlite:")}, nil
+	default:
+		return databaseLocation{}, fmt.Errorf("--database %q: want postgres://USER@HOST/DB or sqlite:PATH (empty: %s)",
+			redactURL(d), filepath.Join(cfg.Data, databaseFile))
+	}
+}
+
+// isPostgresURL reports whether s is a PostgreSQL URL rather than a path.
+func isPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// hidePassword hides the password of a URL, leaving other text as it is.
+func hidePassword(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			return u.Redacted()
+		}
+	}
+	return s
+}
+
+// String names the database without its password, for messages.
+func (l databaseLocation) String() string {
+	if l.postgresURL != "" {
+		return redactURL(l.postgresURL)
+	}
+	return l.sqlitePath
+}
+
+// redactURL hides the password of a URL; text that is no URL is hidden whole
+// past its scheme, as it may be a password mistyped.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		if i := strings.Index(s, ":"); i > 0 {
+			return s[:i+1] + "..."
+		}
+		return "..."
+	}
+	return u.Redacted()
+}
+
+// openDatabase opens the database at loc and reports whether it held data
+// before: accounts in PostgreSQL, the file for SQLite. It creates the
+// database on first use, unless mustHaveData: then a database without data
+// is an error, as it would be for a command that works on an installation's
+// data (a --database forgotten would otherwise make an empty one).
+func openDatabase(ctx context.Context, loc databaseLocation, mustHaveData bool) (db database, hadData bool, err error) {
+	noData := fmt.Errorf("%s holds no twofold data: name the installation's database with --database (TWOFOLD_DATABASE)", loc)
+	if loc.postgresURL != "" {
+		pg, err := postgres.Open(ctx, loc.postgresURL)
+		if err != nil {
+			return nil, false, err
+		}
+		n, err := pg.CountUsers(ctx)
+		if err == nil && n == 0 && mustHaveData {
+			err = noData
+		}
+		if err != nil {
+			pg.Close()
+			return nil, false, err
+		}
+		return pg, n > 0, nil
+	}
+	_, err = os.Stat(loc.sqlitePath)
+	hadData = !errors.Is(err, fs.ErrNotExist)
+	if !hadData && mustHaveData {
+		return nil, false, noData
+	}
+	lite, err := sqlite.Open(ctx, loc.sqlitePath)
+	if err != nil {
+		return nil, false, err
+	}
+	if !hadData {
+		// Outside the data directory, the file is not under its mode 0700.
+		if err := os.Chmod(loc.sqlitePath, 0o600); err != nil {
+			lite.Close()
+			return nil, false, fmt.Errorf("database %s: %w", loc, err)
+		}
+	}
+	return lite, hadData, nil
+}
+
+// openApp opens (creating on first use) the data directory and the database
+// of cfg.
 func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
+	loc, err := locateDatabase(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	// The database holds emails, password hashes and IPs: for our eyes only.
+	// The database holds emails, password hashes and IPs, the key files what
+	// opens its secrets: for our eyes only.
 	if err := os.Chmod(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	if err := requireKeysWithDatabase(cfg.Data); err != nil {
+	db, hadData, err := openDatabase(ctx, loc, cfg.requireData)
+	if err != nil {
 		return nil, err
+	}
+	a, err := openAppOn(db, hadData, loc, cfg, log)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// openAppOn loads the key files of cfg's data directory and builds the
+// Service over db.
+func openAppOn(db database, hadData bool, loc databaseLocation, cfg Config, log *slog.Logger) (*app, error) {
+	if hadData {
+		if err := requireKeyFiles(cfg.Data, loc); err != nil {
+			return nil, err
+		}
 	}
 	keys, err := openLiveKeyring(filepath.Join(cfg.Data, keyringFile))
 	if err != nil {
 		return nil, err
 	}
 	codeKey, err := loadOrCreateCodeKey(filepath.Join(cfg.Data, codeKeyFile))
-	if err != nil {
-		return nil, err
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.Data, databaseFile))
 	if err != nil {
 		return nil, err
 	}
@@ -69,25 +196,22 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		SessionAbsolute: cfg.SessionMax,
 	})
 	if err != nil {
-		db.Close()
 		return nil, err
 	}
-	return &app{db: db, keys: keys, service: svc, users: hasher}, nil
+	return &app{db: db, location: loc, keys: keys, service: svc, users: hasher}, nil
 }
 
 func (a *app) Close() error { return a.db.Close() }
 
-// requireKeysWithDatabase refuses to make new key files beside an existing
-// database: new keys would silently make every TOTP secret or backup code
-// in it useless. Lost key files must come back from a backup.
-func requireKeysWithDatabase(dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, databaseFile)); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+// requireKeyFiles refuses to make new key files for a database that holds
+// data: new keys would silently make every TOTP secret or backup code in it
+// useless. Lost key files must come back from a backup, or from another
+// instance sharing the database.
+func requireKeyFiles(dir string, loc databaseLocation) error {
 	for _, name := range []string{keyringFile, codeKeyFile} {
 		if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%s is missing beside the existing database %s: restore it from a backup; without it the stored secrets cannot be used",
-				filepath.Join(dir, name), filepath.Join(dir, databaseFile))
+			return fmt.Errorf("%s is missing for the existing database %s: restore it from a backup or copy it from another instance; without it the stored secrets cannot be used",
+				filepath.Join(dir, name), loc)
 		}
 	}
 	return nil

@@ -17,10 +17,19 @@ var cliClient = mfa.Client{IP: "command line"}
 
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var cfg Config
+	var from, to string
 	fs := newFlagSet("migrate", "migrate [flags]", getenv, stderr)
 	fs.dataFlag(&cfg)
+	fs.stringVar(&from, "from", "", "sqlite:PATH: copy this database's data, with --to, instead of updating the schema")
+	fs.stringVar(&to, "to", "", "postgres://USER@HOST/DB: the empty PostgreSQL database that --from is copied into")
 	if err := fs.parse(args); err != nil {
 		return err
+	}
+	if from != "" || to != "" {
+		if from == "" || to == "" {
+			return errors.New("migrate: --from and --to go together: twofold migrate --from sqlite:PATH --to postgres://...")
+		}
+		return cmdCopy(ctx, from, to, stdout)
 	}
 	a, err := openApp(ctx, cfg, discardLogger())
 	if err != nil {
@@ -31,7 +40,7 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "database %s is at schema version %d\n", cfg.Data, v)
+	fmt.Fprintf(stdout, "database %s is at schema version %d\n", a.location, v)
 	return nil
 }
 
@@ -104,14 +113,24 @@ func userError(err error) error {
 	return err
 }
 
+const keySynopsis = "key add|rotate|retire [flags]"
+
 func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "rotate" {
-		fmt.Fprintln(stderr, "Usage: twofold key rotate [flags]")
+	if len(args) == 0 || (args[0] != "add" && args[0] != "rotate" && args[0] != "retire") {
+		fmt.Fprintf(stderr, "Usage: twofold %s\n", keySynopsis)
 		return errUsage
 	}
+	sub := args[0]
 	var cfg Config
-	fs := newFlagSet("key rotate", "key rotate [flags]", getenv, stderr)
+	var primary string
+	var keepOld bool
+	fs := newFlagSet("key "+sub, "key "+sub+" [flags]", getenv, stderr)
 	fs.dataFlag(&cfg)
+	cfg.requireData = true
+	if sub == "rotate" {
+		fs.stringVar(&primary, "primary", "", "make this key, added by \"key add\", the primary key instead of a new one")
+		fs.boolVar(&keepOld, "keep-old", false, "keep the old keys, for instances that have not got the new key file yet; \"key retire\" removes them later")
+	}
 	if err := fs.parse(args[1:]); err != nil {
 		return err
 	}
@@ -120,22 +139,44 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	defer a.Close()
-	return rotateKeys(ctx, a, stdout)
+	kr := a.keys.current()
+	switch sub {
+	case "add":
+		id, err := kr.Add(a.keys.path, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "added key %s; nothing is sealed under it yet. Copy %s to every instance, then run:\n  twofold key rotate --primary %s --keep-old\n", id, a.keys.path, id)
+		return nil
+	case "retire":
+		primary = kr.PrimaryID()
+	}
+	return rotateKeys(ctx, a, primary, keepOld, stdout)
 }
 
-// rotateKeys adds a new primary key, re-seals every secret under it, then
-// retires the old keys. Until it finishes, the old keys still open what they
-// sealed, so servers keep running throughout. The second pass catches a
-// secret that a server sealed under the old key while its key file reload
-// raced with the rotation.
-func rotateKeys(ctx context.Context, a *app, out io.Writer) error {
+// rotateKeys makes primary (a new key if empty) the primary key, re-seals
+// every secret under it, then retires the other keys unless keepOld. Until
+// then, the old keys still open what they sealed, so servers keep running
+// throughout. The second pass catches a secret that a server sealed under an
+// old key while its key file reload raced with the rotation.
+func rotateKeys(ctx context.Context, a *app, primary string, keepOld bool, out io.Writer) error {
 	kr := a.keys.current()
-	old := kr.KeyIDs()
-	newID, err := kr.Rotate(a.keys.path, nil)
-	if err != nil {
-		return fmt.Errorf("rotate: %w", err)
+	switch {
+	case primary == "":
+		id, err := kr.Rotate(a.keys.path, nil)
+		if err != nil {
+			return fmt.Errorf("rotate: %w", err)
+		}
+		primary = id
+		fmt.Fprintf(out, "new primary key %s; re-encrypting secrets...\n", primary)
+	case primary != kr.PrimaryID():
+		if err := kr.Promote(a.keys.path, primary); err != nil {
+			return fmt.Errorf("rotate: %w", err)
+		}
+		fmt.Fprintf(out, "primary key %s; re-encrypting secrets...\n", primary)
+	default:
+		fmt.Fprintf(out, "re-encrypting secrets under the primary key %s...\n", primary)
 	}
-	fmt.Fprintf(out, "new primary key %s; re-encrypting secrets...\n", newID)
 	for pass := 1; pass <= 2; pass++ {
 		n, err := a.service.ResealSecrets(ctx, func(done int) {
 			fmt.Fprintf(out, "  %d secrets re-encrypted\n", done)
@@ -147,7 +188,11 @@ func rotateKeys(ctx context.Context, a *app, out io.Writer) error {
 			fmt.Fprintf(out, "re-encrypted %d secrets\n", n)
 		}
 	}
-	for _, id := range old {
+	if keepOld {
+		fmt.Fprintf(out, "old keys kept. Copy %s to every instance, then run: twofold key retire\n", a.keys.path)
+		return nil
+	}
+	for _, id := range kr.KeyIDs()[1:] {
 		if err := kr.Retire(a.keys.path, id); err != nil {
 			return fmt.Errorf("retire key %s: %w", id, err)
 		}

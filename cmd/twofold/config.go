@@ -17,6 +17,7 @@ var errUsage = errors.New("usage")
 // their TWOFOLD_* environment twins; a flag wins over its variable.
 type Config struct {
 	Data          string
+	Database      string
 	Addr          string
 	AllowSignup   bool
 	Issuer        string
@@ -25,6 +26,10 @@ type Config struct {
 	SessionIdle   time.Duration
 	SessionMax    time.Duration
 	LogLevel      string
+
+	// requireData refuses a database without data instead of creating one:
+	// for commands that change an installation's keys.
+	requireData bool
 }
 
 // flagSet is a FlagSet whose flags each have an environment twin, named in
@@ -59,6 +64,8 @@ func (fs *flagSet) stringVar(p *string, name, def, help string) {
 		def = v
 	}
 	fs.StringVar(p, name, def, fs.describe(name, help))
+	// --help shows the default, which may come from the environment.
+	fs.Lookup(name).DefValue = hidePassword(def)
 }
 
 func (fs *flagSet) boolVar(p *bool, name string, def bool, help string) {
@@ -83,9 +90,10 @@ func (fs *flagSet) durationVar(p *time.Duration, name string, def time.Duration,
 	fs.DurationVar(p, name, def, fs.describe(name, help))
 }
 
-// dataFlag adds --data, which every command takes.
+// dataFlag adds --data and --database, which every command takes.
 func (fs *flagSet) dataFlag(cfg *Config) {
-	fs.stringVar(&cfg.Data, "data", "twofold-data", "directory of the database and the secret key files")
+	fs.stringVar(&cfg.Data, "data", "twofold-data", "directory of the secret key files and of the SQLite database")
+	fs.stringVar(&cfg.Database, "database", "", "postgres://USER:PASSWORD@HOST/DB to keep the data in PostgreSQL, shared by any number of instances, or sqlite:PATH (default: twofold.db in --data)")
 }
 
 // parse parses args and reports bad environment values; -h prints the help.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/twofold/twofold/internal/mfa"
 	"github.com/twofold/twofold/internal/password"
+	"github.com/twofold/twofold/internal/postgres/pgadmin"
 	"github.com/twofold/twofold/otp"
 )
 
@@ -68,6 +69,8 @@ type loadtestOptions struct {
 	keep         bool
 	reuse        string
 	serverBinary string
+	postgres     string // server URL; a scratch database is made there
+	instances    int
 	jsonOut      bool
 	args         []string // as given, for the report
 
@@ -97,6 +100,8 @@ func parseLoadtestFlags(args []string, getenv func(string) string, stderr io.Wri
 	fs.durationVar(&o.hashDuration, "hash-duration", 3*time.Second, "how long phase 2 measures raw argon2id hashing, in all its rounds")
 	fs.boolVar(&o.keep, "keep", false, "keep the scratch data directory, so --reuse can run on it again")
 	fs.stringVar(&o.reuse, "reuse", "", "run on a scratch directory kept by an earlier --keep run instead of seeding a new one")
+	fs.stringVar(&o.postgres, "postgres", "", "run on PostgreSQL: the URL of a server where loadtest creates a scratch database (its user needs CREATEDB), dropped at the end")
+	intFlag(fs, &o.instances, "instances", 1, "server instances, sharing the --postgres database; connections go to them in turn")
 	fs.stringVar(&o.serverBinary, "server-binary", "", "twofold binary to measure (default: this one)")
 	fs.boolVar(&o.jsonOut, "json", false, "print the report as JSON")
 	if err := fs.parse(args); err != nil {
@@ -113,6 +118,10 @@ func parseLoadtestFlags(args []string, getenv func(string) string, stderr io.Wri
 		return o, errors.New("loadtest: --concurrency and --signin-concurrency must be at least 1")
 	case o.fullSignins < 1:
 		return o, errors.New("loadtest: --full-signins must be at least 1")
+	case o.instances < 1:
+		return o, errors.New("loadtest: --instances must be at least 1")
+	case o.instances > 1 && o.postgres == "":
+		return o, errors.New("loadtest: --instances above 1 needs --postgres: instances share a PostgreSQL database")
 	case o.flood < 0 || o.pending < 0:
 		return o, errors.New("loadtest: --flood and --pending must not be negative")
 	}
@@ -130,6 +139,20 @@ func intFlag(fs *flagSet, p *int, name string, def int, help string) {
 		def = n
 	}
 	fs.IntVar(p, name, def, fs.describe(name, help))
+}
+
+// argsWithoutPasswords is args with the password of any URL hidden, for the
+// report.
+func argsWithoutPasswords(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if name, value, ok := strings.Cut(a, "="); ok && strings.HasPrefix(name, "-") {
+			out[i] = name + "=" + hidePassword(value)
+		} else {
+			out[i] = hidePassword(a)
+		}
+	}
+	return out
 }
 
 // ltUser is a seeded user as the load generator knows it: it holds the
@@ -151,6 +174,8 @@ func (u ltUser) code(t time.Time) string {
 // ltReport is everything measured, printed as text or JSON.
 type ltReport struct {
 	Command    string   `json:"command"`
+	Database   string   `json:"database"` // sqlite or postgresql
+	Instances  int      `json:"instances"`
 	CPUs       int      `json:"cpus"`
 	CPUModel   string   `json:"cpu_model"`
 	GoVersion  string   `json:"go_version"`
@@ -260,10 +285,11 @@ func runLoadtest(ctx context.Context, o loadtestOptions, stdout, stderr io.Write
 		fmt.Fprintf(stderr, "loadtest: "+format+"\n", args...)
 	}
 	rep := &ltReport{
-		Command:   strings.TrimSpace("twofold loadtest " + strings.Join(o.args, " ")),
+		Command:   strings.TrimSpace("twofold loadtest " + strings.Join(argsWithoutPasswords(o.args), " ")),
 		CPUs:      runtime.NumCPU(),
 		CPUModel:  cpuModel(),
 		GoVersion: runtime.Version(),
+		Database:  "sqlite",
 	}
 
 	// The scratch directory.
@@ -291,7 +317,27 @@ func runLoadtest(ctx context.Context, o loadtestOptions, stdout, stderr io.Write
 	}
 	rep.DataDir = dir
 
-	users, full, pending, err := prepareData(ctx, o, dir, rep, progress)
+	// The scratch PostgreSQL database, new in every run.
+	database := ""
+	if o.postgres != "" {
+		name := "twofold_loadtest_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		if database, err = pgadmin.Create(ctx, o.postgres, name); err != nil {
+			return fmt.Errorf("loadtest: --postgres: %w", err)
+		}
+		defer func() {
+			// With a context of its own: the run's may have ended.
+			dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if derr := pgadmin.Drop(dctx, o.postgres, name); derr != nil && err == nil {
+				err = fmt.Errorf("loadtest: %w", derr)
+			}
+		}()
+		progress("scratch PostgreSQL database %s (dropped at the end)", name)
+		rep.Database = "postgresql"
+	}
+	rep.Instances = o.instances
+
+	users, full, pending, err := prepareData(ctx, o, dir, database, rep, progress)
 	if err != nil {
 		return err
 	}
@@ -314,18 +360,24 @@ func runLoadtest(ctx context.Context, o loadtestOptions, stdout, stderr io.Write
 		start = childServer(bin)
 	}
 	t0 := time.Now()
-	srv, err := start(ctx, dir, logf)
-	if err != nil {
-		return fmt.Errorf("loadtest: start server: %w (its log: %s)", err, filepath.Join(dir, ltServerLog))
-	}
-	rep.Seed.ServerStartSecs = time.Since(t0).Seconds()
-	progress("server pid %d listening on %s (started in %s)", srv.pid, srv.url, round(time.Since(t0)))
+	var srv ltCluster
 	stopped := false
 	defer func() {
 		if !stopped {
-			srv.stop()
+			for _, s := range srv {
+				s.stop()
+			}
 		}
 	}()
+	for range o.instances {
+		s, err := start(ctx, dir, database, logf)
+		if err != nil {
+			return fmt.Errorf("loadtest: start server: %w (its log: %s)", err, filepath.Join(dir, ltServerLog))
+		}
+		srv = append(srv, s)
+		progress("server pid %d listening on %s", s.pid, s.url)
+	}
+	rep.Seed.ServerStartSecs = time.Since(t0).Seconds()
 
 	// Phase 1: the second factor.
 	if err := phaseVerify(ctx, o, srv, users, pending, &rep.Verify, progress); err != nil {
@@ -343,10 +395,12 @@ func runLoadtest(ctx context.Context, o loadtestOptions, stdout, stderr io.Write
 	}
 
 	stopped = true
-	if err := srv.stop(); err != nil {
-		progress("server stopped with an error: %v", err)
-		rep.ServerLog.Errors++
-		rep.ServerLog.Samples = append(rep.ServerLog.Samples, "exit: "+err.Error())
+	for _, s := range srv {
+		if err := s.stop(); err != nil {
+			progress("server pid %d stopped with an error: %v", s.pid, err)
+			rep.ServerLog.Errors++
+			rep.ServerLog.Samples = append(rep.ServerLog.Samples, "exit: "+err.Error())
+		}
 	}
 	rep.ServerLog = readServerLog(filepath.Join(dir, ltServerLog), logStart, rep.ServerLog)
 
@@ -370,7 +424,7 @@ func runLoadtest(ctx context.Context, o loadtestOptions, stdout, stderr io.Write
 // the phase-2 users with the default hasher and creates the pending
 // sign-ins of phase 1, through the Service over the scratch directory, then
 // closes it so that the server has the database to itself.
-func prepareData(ctx context.Context, o loadtestOptions, dir string, rep *ltReport, progress func(string, ...any)) (users, full []ltUser, pending []ltPending, err error) {
+func prepareData(ctx context.Context, o loadtestOptions, dir, database string, rep *ltReport, progress func(string, ...any)) (users, full []ltUser, pending []ltPending, err error) {
 	usersPath, seededPath := filepath.Join(dir, ltUsersFile), filepath.Join(dir, ltSeededDB)
 	if o.reuse != "" {
 		if users, err = readUsers(usersPath); err != nil {
@@ -398,8 +452,13 @@ func prepareData(ctx context.Context, o loadtestOptions, dir string, rep *ltRepo
 		}
 	}
 	rep.Seed.Users = len(users)
+	if database != "" {
+		if err := copyToPostgres(ctx, filepath.Join(dir, databaseFile), database, progress); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 
-	a, cheap, err := openScratch(ctx, dir)
+	a, cheap, err := openScratch(ctx, dir, database)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -449,8 +508,8 @@ func prepareData(ctx context.Context, o loadtestOptions, dir string, rep *ltRepo
 // parameters) and returns beside it a Service with a cheap hasher, for the
 // many phase-1 users: their PHC strings record these cheap parameters, so
 // the server verifies them with these too.
-func openScratch(ctx context.Context, dir string) (*app, *mfa.Service, error) {
-	a, err := openApp(ctx, Config{Data: dir}, discardLogger())
+func openScratch(ctx context.Context, dir, database string) (*app, *mfa.Service, error) {
+	a, err := openApp(ctx, Config{Data: dir, Database: database}, discardLogger())
 	if err != nil {
 		return nil, nil, fmt.Errorf("loadtest: %w", err)
 	}
@@ -474,7 +533,7 @@ func openScratch(ctx context.Context, dir string) (*app, *mfa.Service, error) {
 
 // seedPhase1 enrolls the --users users with the cheap hasher.
 func seedPhase1(ctx context.Context, o loadtestOptions, dir string, rep *ltReport, progress func(string, ...any)) (users []ltUser, err error) {
-	a, cheap, err := openScratch(ctx, dir)
+	a, cheap, err := openScratch(ctx, dir, "")
 	if err != nil {
 		return nil, err
 	}
@@ -678,8 +737,57 @@ type ltServer struct {
 }
 
 // serverStarter starts "twofold serve" on a free loopback port over the data
-// directory dir, writing its output to log.
-type serverStarter func(ctx context.Context, dir string, log io.Writer) (*ltServer, error)
+// directory dir and the database (empty: SQLite in dir), writing its output
+// to log.
+type serverStarter func(ctx context.Context, dir, database string, log io.Writer) (*ltServer, error)
+
+// ltCluster is the servers under test: one, or several instances sharing one
+// PostgreSQL database. Requests go to them in turn.
+type ltCluster []*ltServer
+
+// url is the base URL of the instance that the i-th connection or request uses.
+func (c ltCluster) url(i int) string { return c[i%len(c)].url }
+
+// cpu is the CPU time all instances have used.
+func (c ltCluster) cpu() time.Duration {
+	var d time.Duration
+	for _, s := range c {
+		d += procCPU(s.pid)
+	}
+	return d
+}
+
+// watchMemory watches each instance's peak resident memory.
+func (c ltCluster) watchMemory() clusterMem {
+	m := make(clusterMem, len(c))
+	for i, s := range c {
+		m[i] = watchMemory(s.pid)
+	}
+	return m
+}
+
+// rssKiB is the resident memory of the largest instance now.
+func (c ltCluster) rssKiB() int64 {
+	var most int64
+	for _, s := range c {
+		kib, _ := procStatusKiB(s.pid, "VmRSS")
+		most = max(most, kib)
+	}
+	return most
+}
+
+// clusterMem watches the memory of every instance.
+type clusterMem []*memWatch
+
+// stop ends the watch and returns the peak of the largest instance in KiB:
+// the target is per instance, each being a server of its own.
+func (m clusterMem) stop() int64 {
+	var most int64
+	for _, w := range m {
+		most = max(most, w.stop())
+	}
+	return most
+}
 
 var listeningRE = regexp.MustCompile(`listening on (http://\S+)`)
 
@@ -687,12 +795,16 @@ var listeningRE = regexp.MustCompile(`listening on (http://\S+)`)
 // without the TWOFOLD_* variables of this environment (a --secure-cookies
 // there, for one, would rename the cookie).
 func childServer(binary string) serverStarter {
-	return func(ctx context.Context, dir string, log io.Writer) (*ltServer, error) {
+	return func(ctx context.Context, dir, database string, log io.Writer) (*ltServer, error) {
 		cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--data", dir)
 		for _, kv := range os.Environ() {
 			if !strings.HasPrefix(kv, "TWOFOLD_") {
 				cmd.Env = append(cmd.Env, kv)
 			}
+		}
+		if database != "" {
+			// In the environment, not the command line that ps shows.
+			cmd.Env = append(cmd.Env, "TWOFOLD_DATABASE="+database)
 		}
 		watch := newListenWatcher(log)
 		cmd.Stdout = watch
@@ -833,11 +945,10 @@ func (c *statusCounter) add(status int, err error) {
 // phaseVerify sends second-factor requests, each for its own pending sign-in
 // with the user's current code, from o.concurrency connections for
 // o.duration or until the pending sign-ins are used up.
-func phaseVerify(ctx context.Context, o loadtestOptions, srv *ltServer, users []ltUser, pending []ltPending, r *ltVerify, progress func(string, ...any)) error {
+func phaseVerify(ctx context.Context, o loadtestOptions, srv ltCluster, users []ltUser, pending []ltPending, r *ltVerify, progress func(string, ...any)) error {
 	progress("phase 1: second-factor requests from %d connections for %s (%d pending sign-ins)...", o.concurrency, o.duration, len(pending))
 	client := &http.Client{Transport: httpTransport(o.concurrency), Timeout: time.Minute}
 	defer client.CloseIdleConnections()
-	url := srv.url + "/api/v1/login/second-factor"
 	r.Connections = o.concurrency
 
 	var (
@@ -849,11 +960,12 @@ func phaseVerify(ctx context.Context, o loadtestOptions, srv *ltServer, users []
 		lat      []time.Duration
 		wg       sync.WaitGroup
 	)
-	mem := watchMemory(srv.pid)
-	cpu0, self0 := procCPU(srv.pid), selfCPU()
+	mem := srv.watchMemory()
+	cpu0, self0 := srv.cpu(), selfCPU()
 	start := time.Now()
 	deadline := start.Add(o.duration)
-	for range o.concurrency {
+	for conn := range o.concurrency {
+		url := srv.url(conn) + "/api/v1/login/second-factor"
 		wg.Go(func() {
 			mine := make([]time.Duration, 0, 1024)
 			defer func() {
@@ -884,7 +996,7 @@ func phaseVerify(ctx context.Context, o loadtestOptions, srv *ltServer, users []
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	r.ServerCPUSecs = (procCPU(srv.pid) - cpu0).Seconds()
+	r.ServerCPUSecs = (srv.cpu() - cpu0).Seconds()
 	r.ClientCPUSecs = (selfCPU() - self0).Seconds()
 	r.ServerCPUShare = r.ServerCPUSecs / (elapsed.Seconds() * float64(runtime.NumCPU()))
 	r.ServerPeakMB = mb(mem.stop())
@@ -911,7 +1023,7 @@ const signinRounds = 3
 
 // phaseSignin compares full sign-ins over HTTP with raw argon2id hashing in
 // this process while the server is idle, in alternating rounds.
-func phaseSignin(ctx context.Context, o loadtestOptions, srv *ltServer, full []ltUser, r *ltSignin, progress func(string, ...any)) error {
+func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []ltUser, r *ltSignin, progress func(string, ...any)) error {
 	// Raw argon2id: Verify, what a sign-in runs, with the default
 	// parameters, from as many goroutines as CPUs.
 	r.HashGoroutines = runtime.NumCPU()
@@ -977,7 +1089,7 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv *ltServer, full []l
 						return
 					}
 					t0 := time.Now()
-					err := fullSignin(ctx, tr, srv.url, users[i], &statuses)
+					err := fullSignin(ctx, tr, srv.url(i), users[i], &statuses)
 					d := time.Since(t0)
 					mu.Lock()
 					lat = append(lat, d)
@@ -993,7 +1105,7 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv *ltServer, full []l
 		}
 		wg.Wait()
 	}
-	mem := watchMemory(srv.pid)
+	mem := srv.watchMemory()
 	for round := range rounds {
 		n, el, err := hashFor(o.hashDuration / time.Duration(rounds))
 		if err != nil {
@@ -1002,10 +1114,10 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv *ltServer, full []l
 		}
 		r.Hashes += n
 		hashTime += el
-		t0, cpu0, self0 := time.Now(), procCPU(srv.pid), selfCPU()
+		t0, cpu0, self0 := time.Now(), srv.cpu(), selfCPU()
 		signins(full[round*len(full)/rounds : (round+1)*len(full)/rounds])
 		signTime += time.Since(t0)
-		r.ServerCPUSecs += (procCPU(srv.pid) - cpu0).Seconds()
+		r.ServerCPUSecs += (srv.cpu() - cpu0).Seconds()
 		r.ClientCPUSecs += (selfCPU() - self0).Seconds()
 	}
 	r.ServerPeakMB = mb(mem.stop())
@@ -1055,11 +1167,10 @@ func fullSignin(ctx context.Context, tr http.RoundTripper, base string, u ltUser
 
 // phaseFlood sends o.flood password logins at once: a third with the right
 // password, a third with a wrong one, a third for unknown addresses.
-func phaseFlood(ctx context.Context, o loadtestOptions, srv *ltServer, full []ltUser, r *ltFlood, progress func(string, ...any)) error {
+func phaseFlood(ctx context.Context, o loadtestOptions, srv ltCluster, full []ltUser, r *ltFlood, progress func(string, ...any)) error {
 	progress("phase 3: %d concurrent password logins...", o.flood)
 	client := &http.Client{Transport: httpTransport(o.flood), Timeout: 2 * time.Minute}
 	defer client.CloseIdleConnections()
-	url := srv.url + "/api/v1/login"
 	r.Requests = o.flood
 	var (
 		statuses statusCounter
@@ -1071,7 +1182,7 @@ func phaseFlood(ctx context.Context, o loadtestOptions, srv *ltServer, full []lt
 		busy     atomic.Int64
 		wrong    atomic.Int64
 	)
-	mem := watchMemory(srv.pid)
+	mem := srv.watchMemory()
 	go0 := make(chan struct{})
 	for i := range o.flood {
 		email, pw, want := "", ltPassword, http.StatusOK
@@ -1087,6 +1198,7 @@ func phaseFlood(ctx context.Context, o loadtestOptions, srv *ltServer, full []lt
 			r.UnknownAddresses++
 		}
 		body := `{"email":` + ltJSONString(email) + `,"password":` + ltJSONString(pw) + `}`
+		url := srv.url(i) + "/api/v1/login"
 		wg.Go(func() {
 			<-go0
 			t0 := time.Now()
@@ -1122,8 +1234,7 @@ func phaseFlood(ctx context.Context, o loadtestOptions, srv *ltServer, full []lt
 	wg.Wait()
 	elapsed := time.Since(start)
 	r.ServerPeakMB = mb(mem.stop())
-	rss, _ := procStatusKiB(srv.pid, "VmRSS")
-	r.ServerAfterMB = mb(rss)
+	r.ServerAfterMB = mb(srv.rssKiB())
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -1366,6 +1477,7 @@ func (r *ltReport) print(w io.Writer, o loadtestOptions) {
 	p("  command       %s", r.Command)
 	p("  machine       %d CPUs, %s; %s %s/%s", r.CPUs, r.CPUModel, r.GoVersion, runtime.GOOS, runtime.GOARCH)
 	p("  data          %s", r.DataDir)
+	p("  servers       %d instance(s) on %s; RSS figures are of the largest instance", r.Instances, r.Database)
 	p("")
 	p("Seeding (through mfa.Service, before the server starts)")
 	if r.Seed.Reused {
@@ -1377,7 +1489,7 @@ func (r *ltReport) print(w io.Writer, o loadtestOptions) {
 	p("  full users    %d with TOTP confirmed in %.1f s (default argon2id t=%d m=%d KiB p=%d)",
 		r.Seed.FullUsers, r.Seed.FullSeconds, password.DefaultTime, password.DefaultMemoryKiB, password.DefaultThreads)
 	p("  pending       %d sign-ins past the password step in %.1f s", r.Seed.Pending, r.Seed.PendingSeconds)
-	p("  database      %.1f MiB; server started in %.2f s", r.Seed.DatabaseMB, r.Seed.ServerStartSecs)
+	p("  database      %.1f MiB of SQLite (copied to PostgreSQL when --postgres); servers started in %.2f s", r.Seed.DatabaseMB, r.Seed.ServerStartSecs)
 	p("")
 	v := r.Verify
 	p("Phase 1: second factor, POST /api/v1/login/second-factor, %d connections, %s", v.Connections, o.duration)

@@ -7,21 +7,32 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/twofold/twofold/internal/postgres/pgtest"
 )
 
 // inProcessServer runs "twofold serve" in this process: a test binary cannot
 // be started as "twofold serve". Its memory and CPU figures are the test
 // process's, which is all right for a test that checks figures exist.
-func inProcessServer(ctx context.Context, dir string, log io.Writer) (*ltServer, error) {
+func inProcessServer(ctx context.Context, dir, database string, log io.Writer) (*ltServer, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	watch := newListenWatcher(log)
 	done := make(chan error, 1)
 	args := []string{"twofold", "serve", "--addr", "127.0.0.1:0", "--data", dir}
 	go func() {
-		done <- run(ctx, args, func(string) string { return "" }, strings.NewReader(""), watch, log)
+		getenv := func(k string) string {
+			if k == "TWOFOLD_DATABASE" {
+				return database
+			}
+			return ""
+		}
+		done <- run(ctx, args, getenv, strings.NewReader(""), watch, log)
 	}()
 	select {
 	case url := <-watch.url:
@@ -33,6 +44,21 @@ func inProcessServer(ctx context.Context, dir string, log io.Writer) (*ltServer,
 		cancel()
 		return nil, fmt.Errorf("serve did not start within 30 s")
 	}
+}
+
+// runJSONLoadtest runs a loadtest made with --json and returns its report
+// and its two outputs.
+func runJSONLoadtest(t *testing.T, o loadtestOptions) (ltReport, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if err := runLoadtest(context.Background(), o, &out, &errOut); err != nil {
+		t.Fatalf("loadtest: %v\nstdout:\n%s\nstderr:\n%s", err, &out, &errOut)
+	}
+	var rep ltReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, &out)
+	}
+	return rep, &out, &errOut
 }
 
 // TestLoadtestSmall runs every phase end to end with tiny numbers. It checks
@@ -48,14 +74,7 @@ func TestLoadtestSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.startServer = inProcessServer
-	var out, errOut bytes.Buffer
-	if err := runLoadtest(context.Background(), o, &out, &errOut); err != nil {
-		t.Fatalf("loadtest: %v\nstdout:\n%s\nstderr:\n%s", err, &out, &errOut)
-	}
-	var rep ltReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("report is not JSON: %v\n%s", err, &out)
-	}
+	rep, out, errOut := runJSONLoadtest(t, o)
 	checks := []struct {
 		name string
 		ok   bool
@@ -76,11 +95,11 @@ func TestLoadtestSmall(t *testing.T) {
 	}
 	for _, c := range checks {
 		if !c.ok {
-			t.Errorf("%s: no\n%s", c.name, &out)
+			t.Errorf("%s: no\n%s", c.name, out)
 		}
 	}
 	if !strings.Contains(errOut.String(), "phase 3") {
-		t.Errorf("no progress on stderr:\n%s", &errOut)
+		t.Errorf("no progress on stderr:\n%s", errOut)
 	}
 	// The scratch directory is gone.
 	if _, err := os.Stat(rep.DataDir); !os.IsNotExist(err) {
@@ -144,6 +163,8 @@ func TestLoadtestFlags(t *testing.T) {
 		{"--concurrency", "-1"},
 		{"--full-signins", "0"},
 		{"--flood", "-3"},
+		{"--instances", "0"},
+		{"--instances", "2"}, // without --postgres
 		{"stray"},
 	} {
 		if _, err := parseLoadtestFlags(args, func(string) string { return "" }, io.Discard); err == nil {
@@ -158,5 +179,61 @@ func TestLoadtestFlags(t *testing.T) {
 	}, io.Discard)
 	if err != nil || o.users != 123 || o.duration != 10*time.Second || o.flood != 200 {
 		t.Errorf("defaults with TWOFOLD_USERS=123: got %+v, %v", o, err)
+	}
+}
+
+// TestLoadtestPostgresTwoInstances runs every phase on a scratch PostgreSQL
+// database with two server instances, and checks that the database is gone
+// afterwards.
+func TestLoadtestPostgresTwoInstances(t *testing.T) {
+	server := pgtest.Server(t)
+	t.Setenv("TMPDIR", t.TempDir())
+	o, err := parseLoadtestFlags([]string{
+		"--postgres", server, "--instances", "2",
+		"--users", "30", "--duration", "500ms", "--concurrency", "4",
+		"--full-signins", "4", "--flood", "9", "--hash-duration", "200ms", "--json",
+	}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var urls []string
+	o.startServer = func(ctx context.Context, dir, database string, log io.Writer) (*ltServer, error) {
+		s, err := inProcessServer(ctx, dir, database, log)
+		if err == nil {
+			urls = append(urls, s.url)
+			if !strings.HasPrefix(database, "postgres") {
+				t.Errorf("server started on database %q, want the scratch PostgreSQL one", database)
+			}
+		}
+		return s, err
+	}
+	rep, _, errOut := runJSONLoadtest(t, o)
+	if rep.Database != "postgresql" || rep.Instances != 2 || len(urls) != 2 || urls[0] == urls[1] {
+		t.Errorf("database %q, %d instances, servers %v: want postgresql and two servers", rep.Database, rep.Instances, urls)
+	}
+	if rep.Verify.OK == 0 || rep.Verify.Errors != 0 || rep.Signin.OK != 4 || rep.Flood.Answered != 9 || rep.Failures != 0 {
+		t.Errorf("phases: %+v %+v %+v failures %d\n%s", rep.Verify, rep.Signin, rep.Flood, rep.Failures, errOut)
+	}
+	name := regexp.MustCompile(`scratch PostgreSQL database (\S+)`).FindStringSubmatch(errOut.String())
+	if name == nil {
+		t.Fatalf("no scratch database named:\n%s", errOut)
+	}
+	conn, err := pgx.Connect(context.Background(), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var left int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_database WHERE datname = $1", name[1]).Scan(&left); err != nil || left != 0 {
+		t.Errorf("scratch database %s: %d left, %v; want it dropped", name[1], left, err)
+	}
+}
+
+func TestLoadtestReportHidesPasswords(t *testing.T) {
+	got := strings.Join(argsWithoutPasswords([]string{
+		"--postgres", "postgres://u:s3cret@db/x", "--postgres=postgres://u:s3cret@db/x", "--users", "10",
+	}), " ")
+	if strings.Contains(got, "s3cret") || !strings.Contains(got, "--users 10") || strings.Count(got, "postgres://u:xxxxx@db/x") != 2 {
+		t.Errorf("report command %q: want the passwords hidden, the rest kept", got)
 	}
 }

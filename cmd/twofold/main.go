@@ -33,16 +33,23 @@ const usage = `twofold: a self-hosted two-factor login server
 Usage:
   twofold serve               run the server (pages and JSON API)
   twofold migrate             create or update the database schema
+  twofold migrate --from sqlite:PATH --to postgres://...
+                              copy an installation's data to PostgreSQL
   twofold user add EMAIL      create an account; the password is read from stdin
   twofold user reset-2fa EMAIL
                               turn two-factor authentication off for a user
                               who lost the phone (recorded as an event)
   twofold key rotate          re-encrypt every secret under a new key
+  twofold key add             add a key that seals nothing yet; then
+                              key rotate --primary ID --keep-old, key retire:
+                              a rotation for instances with their own key files
   twofold loadtest            measure this machine: sign-in rates, latency
                               and memory, on a scratch copy of twofold
   twofold version             print the version
 
-Every command takes --data DIR (TWOFOLD_DATA, default ./twofold-data).
+Every command but loadtest takes --data DIR (TWOFOLD_DATA, default ./twofold-data), the
+directory of the secret key files and of the SQLite database, and
+--database postgres://... (TWOFOLD_DATABASE) to keep the data in PostgreSQL.
 Run "twofold COMMAND --help" for the flags of a command.
 `
 

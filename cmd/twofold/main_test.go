@@ -334,3 +334,56 @@ func TestRefusesNewKeysBesideOldDatabase(t *testing.T) {
 		})
 	}
 }
+
+func TestDatabaseFlag(t *testing.T) {
+	data := t.TempDir()
+	other := filepath.Join(t.TempDir(), "elsewhere.db")
+	out, err := runCmd(t, "", "migrate", "--data", data, "--database", "sqlite:"+other)
+	if err != nil || !strings.Contains(out, other) {
+		t.Fatalf("sqlite:PATH: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("no database at the sqlite: path: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, databaseFile)); err == nil {
+		t.Errorf("a database was made in --data as well")
+	}
+
+	for _, bad := range []string{"mysql://root:hunter2@db.example/twofold", "hunter2", "sqlite:"} {
+		_, err := runCmd(t, "", "migrate", "--data", data, "--database", bad)
+		if err == nil || !strings.Contains(err.Error(), "want postgres://") {
+			t.Errorf("--database %q: got %v, want the accepted forms", bad, err)
+		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("--database %q: the error shows the password: %v", bad, err)
+		}
+	}
+}
+
+// TestKeyCommandsNeedData: a key command pointed at no installation (a
+// --database forgotten) must not make an empty database and rotate its keys.
+func TestKeyCommandsNeedData(t *testing.T) {
+	for _, sub := range []string{"add", "rotate", "retire"} {
+		data := t.TempDir()
+		_, err := runCmd(t, "", "key", sub, "--data", data)
+		if err == nil || !strings.Contains(err.Error(), "--database") {
+			t.Errorf("key %s on an empty data directory: got %v, want a refusal naming --database", sub, err)
+		}
+		if _, statErr := os.Stat(filepath.Join(data, databaseFile)); statErr == nil {
+			t.Errorf("key %s made a database", sub)
+		}
+	}
+}
+
+func TestHelpHidesPasswords(t *testing.T) {
+	env := map[string]string{"TWOFOLD_DATABASE": "postgres://twofold:s3cret@db.example/twofold"}
+	for _, args := range [][]string{{"serve", "--help"}, {"migrate", "--help"}, {"serve", "--no-such-flag"}} {
+		var out bytes.Buffer
+		run(context.Background(), append([]string{"twofold"}, args...), func(k string) string { return env[k] }, nil, &out, &out)
+		if strings.Contains(out.String(), "s3cret") {
+			t.Errorf("%v shows the password of TWOFOLD_DATABASE:\n%s", args, &out)
+		}
+		if !strings.Contains(out.String(), "db.example") {
+			t.Errorf("%v does not show the default from TWOFOLD_DATABASE:\n%s", args, &out)
+		}
+	}
+}

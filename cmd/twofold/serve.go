@@ -70,7 +70,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	fmt.Fprintf(stdout, "twofold %s listening on %s (data in %s)\n", version, base, cfg.Data)
+	fmt.Fprintf(stdout, "twofold %s listening on %s (database %s, keys in %s)\n", version, base, a.location, cfg.Data)
 	if n, err := a.db.CountUsers(ctx); err != nil {
 		return err
 	} else if n == 0 {
