@@ -17,6 +17,7 @@ import (
 
 	"github.com/twofold/twofold/internal/keyring"
 	"github.com/twofold/twofold/internal/mfa"
+	"github.com/twofold/twofold/internal/mfa/mfatest"
 	"github.com/twofold/twofold/internal/postgres/pgtest"
 	"github.com/twofold/twofold/otp"
 )
@@ -81,6 +82,21 @@ func (c *apiClient) enrollTOTP(email string, at time.Time) ([]byte, []any) {
 	}
 	codes, _ := body["backup_codes"].([]any)
 	return secret, codes
+}
+
+// nextCode returns the code of secret that a server takes after it took the
+// code of used's step: the next step's, or in the rare case that spends
+// that step too (see mfatest.FreshAfter) the one after, once the server's
+// window reaches it.
+func nextCode(t *testing.T, secret []byte, used time.Time) string {
+	t.Helper()
+	fresh := mfatest.FreshAfter(secret, used)
+	time.Sleep(time.Until(fresh.Add(-30 * time.Second))) // the window takes one step ahead
+	code, err := otp.TOTP(secret, fresh, otp.Params{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
 }
 
 // on returns a client that sends c's cookies to another instance.
@@ -167,8 +183,7 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 
 	t.Run("same TOTP code accepted once", func(t *testing.T) {
 		// The confirmation spent the current step; the next one is in the window.
-		next, _ := otp.TOTP(secret, now.Add(30*time.Second), otp.Params{})
-		got := race("totp", next)
+		got := race("totp", nextCode(t, secret, now))
 		if got[http.StatusOK] != 1 || got[http.StatusUnauthorized] != racers-1 {
 			t.Errorf("statuses %v: want one 200 and %d × 401", got, racers-1)
 		}
@@ -308,7 +323,7 @@ func TestKeyRotationAcrossInstances(t *testing.T) {
 		for i, email := range emails {
 			c := newAPIClient(t, instances[(i+step)%2])
 			c.do("POST", "/api/v1/login", map[string]string{"email": email, "password": pw})
-			if st, body := c.do("POST", "/api/v1/login/second-factor", map[string]string{"method": "totp", "code": "000000"}); st != http.StatusUnauthorized {
+			if st, body := c.do("POST", "/api/v1/login/second-factor", map[string]string{"method": "totp", "code": mfatest.WrongCode(t, secrets[i], time.Now())}); st != http.StatusUnauthorized {
 				t.Fatalf("%s: instance %d answered a wrong code for %s with %d %v, want 401", when, (i+step)%2+1, email, st, body)
 			}
 		}
@@ -357,8 +372,7 @@ func TestKeyRotationAcrossInstances(t *testing.T) {
 	for i, email := range emails {
 		c := newAPIClient(t, instances[i%2])
 		c.do("POST", "/api/v1/login", map[string]string{"email": email, "password": pw})
-		code, _ := otp.TOTP(secrets[i], now.Add(30*time.Second), otp.Params{})
-		if st, body := c.do("POST", "/api/v1/login/second-factor", map[string]string{"method": "totp", "code": code}); st != 200 {
+		if st, body := c.do("POST", "/api/v1/login/second-factor", map[string]string{"method": "totp", "code": nextCode(t, secrets[i], now)}); st != 200 {
 			t.Errorf("sign-in of %s on instance %d after the rotation: %d %v", email, i%2+1, st, body)
 		}
 	}

@@ -229,8 +229,7 @@ func TestKeyRotateWhileServing(t *testing.T) {
 	// The running server opens the re-encrypted secret with the new key.
 	c2 := newAPIClient(t, base)
 	c2.do("POST", "/api/v1/login", map[string]string{"email": "ann@example.com", "password": pw})
-	next, _ := otp.TOTP(secret, now.Add(30*time.Second), otp.Params{})
-	if st, body := c2.do("POST", "/api/v1/login/second-factor", map[string]string{"method": "totp", "code": next}); st != 200 {
+	if st, body := c2.do("POST", "/api/v1/login/second-factor", map[string]string{"method": "totp", "code": nextCode(t, secret, now)}); st != 200 {
 		t.Fatalf("sign-in after rotation: %d %v", st, body)
 	}
 }

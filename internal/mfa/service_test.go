@@ -142,6 +142,13 @@ func (f *fixture) enable(t *testing.T, u *mfa.User) ([]byte, []string) {
 	return secret, codes
 }
 
+// pastSpentSteps moves the clock on from a step whose code was just
+// accepted to the first step whose code is not spent.
+func (f *fixture) pastSpentSteps(secret []byte) {
+	now := f.clock.Now()
+	f.clock.Advance(mfatest.FreshAfter(secret, now).Sub(now))
+}
+
 // code is the TOTP code of the step offset steps from now.
 func (f *fixture) code(t *testing.T, secret []byte, offset int) string {
 	t.Helper()
@@ -225,7 +232,7 @@ func TestTwoFactorLogin(t *testing.T) {
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
 	secret, _ := f.enable(t, u)
-	f.clock.Advance(30 * time.Second)
+	f.pastSpentSteps(secret)
 
 	pending := f.login(t, u.Email)
 	if !pending.SecondFactorRequired() {
@@ -344,7 +351,7 @@ func TestSecondFactorThrottling(t *testing.T) {
 	f.clock.Advance(time.Minute)
 	token := f.login(t, u.Email).Token
 	for range mfa.FreeFailures {
-		_, err := f.svc.VerifySecondFactor(ctx, token, mfa.MethodTOTP, "000000", client)
+		_, err := f.svc.VerifySecondFactor(ctx, token, mfa.MethodTOTP, mfatest.WrongCode(t, secret, f.clock.Now()), client)
 		wantErr(t, err, mfa.ErrInvalidCode)
 	}
 	// Locked: even the right code is refused, from any session.
@@ -378,10 +385,10 @@ func TestBackoffDoubles(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
-	f.enable(t, u)
+	secret, _ := f.enable(t, u)
 	tok := f.login(t, u.Email).Token
 	wrong := func() error {
-		_, err := f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, "000000", client)
+		_, err := f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, mfatest.WrongCode(t, secret, f.clock.Now()), client)
 		return err
 	}
 	for range mfa.FreeFailures {
@@ -406,19 +413,19 @@ func TestDailyCeilingWithResets(t *testing.T) {
 	failures := 0
 	for round := 0; failures < mfa.DailyFailureCeiling; round++ {
 		for range mfa.FreeFailures - 1 {
-			_, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, "000000", client)
+			_, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, mfatest.WrongCode(t, secret, f.clock.Now()), client)
 			wantErr(t, err, mfa.ErrInvalidCode)
 			failures++
 		}
 		if failures == mfa.DailyFailureCeiling {
 			break
 		}
-		f.clock.Advance(30 * time.Second)
+		f.pastSpentSteps(secret)
 		if _, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, f.code(t, secret, 0), client); err != nil {
 			t.Fatalf("round %d: right code: %v", round, err)
 		}
 	}
-	_, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, "000000", client)
+	_, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, mfatest.WrongCode(t, secret, f.clock.Now()), client)
 	e := rateLimited(t, err)
 	if e.RetryAfter < time.Hour {
 		t.Errorf("after %d failures in a day: retry after %v, want the rest of the window", failures, e.RetryAfter)
@@ -530,7 +537,7 @@ func TestEnrollment(t *testing.T) {
 	if len(fs) != 1 || bytes.Contains(fs[0].Secret, secret) {
 		t.Fatal("TOTP secret stored in clear")
 	}
-	if _, err := f.svc.ConfirmTOTP(ctx, u, "000000", client); !errors.Is(err, mfa.ErrInvalidCode) {
+	if _, err := f.svc.ConfirmTOTP(ctx, u, mfatest.WrongCode(t, secret, f.clock.Now()), client); !errors.Is(err, mfa.ErrInvalidCode) {
 		t.Fatalf("confirm with a wrong code: %v", err)
 	}
 	if _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); err != nil {
@@ -643,7 +650,7 @@ func TestEventsRecorded(t *testing.T) {
 	f.clock.Advance(time.Minute)
 	_, _ = f.svc.Login(ctx, u.Email, "wrong password!!", client)
 	tok := f.login(t, u.Email).Token
-	_, _ = f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, "000000", client)
+	_, _ = f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, mfatest.WrongCode(t, secret, f.clock.Now()), client)
 	full, _ := f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, f.code(t, secret, 0), client)
 	_ = f.svc.Logout(ctx, full.Token, client)
 	_, _ = f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodBackupCode, codes[0], client)

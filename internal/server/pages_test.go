@@ -127,13 +127,20 @@ func submatch(t *testing.T, re *regexp.Regexp, body string) string {
 	return m[1]
 }
 
+// keyCode returns the current code of the key a page shows.
 func (e *env) keyCode(key string) string {
+	e.t.Helper()
+	return e.totp(e.keySecret(key))
+}
+
+// keySecret decodes the key a page shows for typing into an app.
+func (e *env) keySecret(key string) []byte {
 	e.t.Helper()
 	secret, err := otp.DecodeSecret(key)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return e.totp(secret)
+	return secret
 }
 
 func TestLoginPageMarkup(t *testing.T) {
@@ -321,7 +328,7 @@ func TestPageEnableWizard(t *testing.T) {
 	if got := submatch(t, keyRE, p.body); got != key {
 		t.Errorf("key on return: got %q, want %q", got, key)
 	}
-	p = b.post("/settings/2fa/confirm", url.Values{"code": {"000000"}})
+	p = b.post("/settings/2fa/confirm", url.Values{"code": {e.wrongCode(e.keySecret(key))}})
 	p.want(t, 401, "/settings/2fa/confirm")
 	p.mustContain(t, `role="alert"`, html.EscapeString(mfa.ErrInvalidCode.Message))
 	if got := submatch(t, keyRE, p.body); got != key {

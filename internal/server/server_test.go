@@ -305,21 +305,7 @@ func (e *env) totp(secret []byte) string {
 // wrongCode returns a well-formed code that no step of the window accepts.
 func (e *env) wrongCode(secret []byte) string {
 	e.t.Helper()
-	near := map[string]bool{}
-	for _, d := range []time.Duration{-30 * time.Second, 0, 30 * time.Second} {
-		c, err := otp.TOTP(secret, e.clock.Now().Add(d), otp.Params{})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		near[c] = true
-	}
-	for _, c := range []string{"000000", "111111", "222222", "333333"} {
-		if !near[c] {
-			return c
-		}
-	}
-	e.t.Fatal("no wrong code found")
-	return ""
+	return mfatest.WrongCode(e.t, secret, e.clock.Now())
 }
 
 type enrollment struct {
@@ -333,8 +319,8 @@ type codesResponse struct {
 }
 
 // enable turns 2FA on through the API for the session token and returns
-// the secret and the backup codes. The clock then moves to the next step,
-// so the code used here is not the one the test sends next.
+// the secret and the backup codes. The clock then moves on to a step whose
+// code is not spent, so the test can send the current code next.
 func (e *env) enable(token string) ([]byte, []string) {
 	e.t.Helper()
 	r := e.do(request{method: "POST", path: "/api/v1/me/totp", token: token, body: map[string]string{"password": testPassword}})
@@ -349,7 +335,7 @@ func (e *env) enable(token string) ([]byte, []string) {
 	r.wantStatus(e.t, http.StatusOK)
 	var cr codesResponse
 	r.json(e.t, &cr)
-	e.clock.Advance(30 * time.Second)
+	e.pastSpentSteps(secret)
 	return secret, cr.BackupCodes
 }
 
@@ -374,8 +360,15 @@ func (e *env) fullLogin(secret []byte) string {
 	r := e.do(request{method: "POST", path: "/api/v1/login/second-factor", token: half,
 		body: map[string]string{"method": "totp", "code": e.totp(secret)}})
 	r.wantStatus(e.t, http.StatusOK)
-	e.clock.Advance(30 * time.Second)
+	e.pastSpentSteps(secret)
 	return r.token(e.t)
+}
+
+// pastSpentSteps moves the clock on from a step whose code was just
+// accepted to the first step whose code is not spent.
+func (e *env) pastSpentSteps(secret []byte) {
+	now := e.clock.Now()
+	e.clock.Advance(mfatest.FreshAfter(secret, now).Sub(now))
 }
 
 // requireTool finds an outside program: a test that needs it skips on a
