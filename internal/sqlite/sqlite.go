@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -30,11 +31,15 @@ type DB struct {
 	path string
 	w    *sql.DB // one connection: every write goes through it
 	r    *sql.DB // read-only connections
+	ck   *sql.DB // one connection that checkpoints the WAL beside the writer
 	st   stmts
 
-	jobs       chan writeJob // write transactions for the writer goroutine
-	quit       chan struct{} // closed by Close
-	writerDone chan struct{}
+	jobs            chan writeJob // write transactions for the writer goroutine
+	quit            chan struct{} // closed by Close
+	writerDone      chan struct{}
+	committed       chan struct{} // the writer's nudge to the checkpointer
+	checkpointsDone chan struct{}
+	walPages        atomic.Int64 // the WAL's size at the checkpointer's last pass
 }
 
 var _ mfa.Store = (*DB)(nil)
@@ -58,24 +63,37 @@ var pragmas = []string{
 	"temp_store(MEMORY)",
 }
 
+// walBound is the WAL's size in pages at which the writer checkpoints.
+// The checkpointer connection copies the WAL into the database beside the
+// writer, after each commit, so that no write waits for a checkpoint's
+// fsyncs. The writer's own checkpoint then finds nearly every page copied,
+// so it is short, and once it has caught up the next write starts the WAL
+// over, which a checkpoint beside a busy writer never manages alone (the
+// WAL grew past 2 GiB that way). A variable for tests.
+var walBound = 10000
+
+// walHardBound is the WAL's size in pages at which the writer stops for a
+// restarting checkpoint, which waits for the readers of older snapshots:
+// under a never-ending stream of reads, some reader always holds a page of
+// the WAL and the writer's own checkpoint cannot start it over.
+func walHardBound() int64 { return 4 * int64(walBound) }
+
 // writePragmas are set on the write connection. journal_mode is a property
-// of the file, set once for every process. A checkpoint every 10,000 pages
-// (40 MiB of WAL) rather than SQLite's 1,000 pays its two fsyncs ten times
-// less often and writes a hot page back once instead of ten times: about
-// 30% more verifications/s. journal_size_limit truncates the WAL after a
-// checkpoint, so it does not stay at its largest. (Checkpoints run from a
-// separate connection instead never let a busy writer restart the WAL: it
-// grew past 2 GiB under load.)
-var writePragmas = []string{
-	"journal_mode(WAL)",
-	"wal_autocheckpoint(10000)",
-	"journal_size_limit(67108864)",
+// of the file, set once for every process. journal_size_limit truncates the
+// WAL after a checkpoint, so it does not stay at its largest.
+func writePragmas() []string {
+	return []string{
+		"journal_mode(WAL)",
+		fmt.Sprintf("wal_autocheckpoint(%d)", walBound),
+		"journal_size_limit(67108864)",
+	}
 }
 
 // The roles of connections.
 const (
 	roleRead = iota
 	roleWrite
+	roleCheckpoint
 )
 
 // dsn returns the data source name of path for the driver: the pragmas
@@ -87,12 +105,14 @@ func dsn(path string, role int) string {
 	}
 	switch role {
 	case roleWrite:
-		for _, p := range writePragmas {
+		for _, p := range writePragmas() {
 			q.Add("_pragma", p)
 		}
 		q.Set("_txlock", "immediate")
 	case roleRead:
 		q.Add("_pragma", "query_only(ON)")
+	case roleCheckpoint:
+		q.Add("_pragma", "cache_size(-256)") // a checkpoint reads the WAL, not the cache
 	}
 	return path + "?" + q.Encode()
 }
@@ -121,8 +141,16 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		db.w.Close()
 		return nil, err
 	}
+	if db.ck, err = sql.Open("sqlite", dsn(path, roleCheckpoint)); err != nil {
+		db.w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	db.ck.SetMaxOpenConns(1)
+	db.ck.SetConnMaxIdleTime(0)
 	db.jobs, db.quit, db.writerDone = make(chan writeJob), make(chan struct{}), make(chan struct{})
+	db.committed, db.checkpointsDone = make(chan struct{}, 1), make(chan struct{})
 	go db.writer()
+	go db.checkpointer()
 
 	if db.r, err = sql.Open("sqlite", dsn(path, roleRead)); err != nil {
 		db.w.Close()
@@ -169,6 +197,10 @@ func (db *DB) Close() error {
 	if db.quit != nil {
 		close(db.quit)
 		<-db.writerDone
+		<-db.checkpointsDone
+	}
+	if db.ck != nil {
+		errs = append(errs, db.ck.Close())
 	}
 	errs = append(errs, db.st.close())
 	if db.r != nil {
@@ -272,10 +304,21 @@ func (db *DB) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 	return <-job.done
 }
 
+// exec runs one prepared write statement through the writer, like every
+// write.
+func (db *DB) exec(ctx context.Context, stmt *sql.Stmt, args ...any) (res sql.Result, err error) {
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+		return err
+	})
+	return res, err
+}
+
 // writer runs write jobs until Close.
 func (db *DB) writer() {
 	defer close(db.writerDone)
 	batch := make([]writeJob, 0, maxBatch)
+	restartAbove := walHardBound() // WAL pages
 	for {
 		select {
 		case <-db.quit:
@@ -293,8 +336,63 @@ func (db *DB) writer() {
 			}
 		}
 		db.runBatch(batch)
+		if pages := db.walPages.Load(); pages > restartAbove {
+			if db.restartWAL() {
+				db.walPages.Store(0)
+				restartAbove = walHardBound()
+			} else { // readers still busy: try again a bound later
+				restartAbove = pages + int64(walBound)
+			}
+		}
+		select {
+		case db.committed <- struct{}{}:
+		default: // the checkpointer has a nudge waiting already
+		}
 	}
 }
+
+// checkpointer copies the WAL into the database after the writer's commits,
+// until Close. A passive checkpoint waits for neither readers nor the
+// writer, and the writer does not wait for it.
+func (db *DB) checkpointer() {
+	defer close(db.checkpointsDone)
+	for {
+		select {
+		case <-db.quit:
+			return
+		case <-db.committed:
+		}
+		// An error (the file busy) only puts the work off to the next commit.
+		var busy, walPages, copied int64
+		err := db.ck.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &walPages, &copied)
+		if err == nil {
+			db.walPages.Store(walPages)
+		}
+	}
+}
+
+// restartWAL copies the whole WAL into the database and waits, up to
+// restartWait, until no reader needs it, so that the next write starts it
+// over. Writes wait meanwhile; it is for a WAL past walHardBound only. It
+// reports whether the WAL will start over.
+func (db *DB) restartWAL() bool {
+	conn, err := db.w.Conn(context.Background())
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", restartWait.Milliseconds())); err != nil {
+		return false
+	}
+	defer conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeout.Milliseconds()))
+	var busy, walPages, copied int64
+	err = conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &walPages, &copied)
+	return err == nil && busy == 0
+}
+
+// restartWait bounds a restarting checkpoint's wait for readers.
+const restartWait = time.Second
 
 // runBatch runs the jobs in one transaction, each in a savepoint that is
 // rolled back if the job fails, and tells each job its outcome after the

@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,4 +240,66 @@ func TestQueryPlans(t *testing.T) {
 		}
 		rows.Close()
 	}
+}
+
+// TestWALStartsOver keeps the writer busy with readers beside it and checks
+// that the WAL still starts over near its bound instead of growing with
+// every write: the checkpointer copies beside the writer, and the writer's
+// own checkpoint at the bound lets the next write start the WAL over.
+func TestWALStartsOver(t *testing.T) {
+	defer func(b int) { walBound = b }(walBound)
+	walBound = 100
+	db := openTest(t)
+	ctx := context.Background()
+	u := &mfa.User{Email: "ann@example.com", PasswordHash: "h", CreatedAt: time.Now()}
+	if err := db.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	const writers, readers, events = 8, 4, 4000
+	detail := strings.Repeat("x", 3000) // a page of its own for each event
+	var (
+		wg      sync.WaitGroup
+		written atomic.Int64
+		errs    = make(chan error, writers+readers)
+	)
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for written.Add(1) <= events {
+				if err := db.AddEvent(ctx, &mfa.Event{UserID: u.ID, Type: mfa.EventLoginFailed, At: time.Now(), Detail: detail}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for written.Load() < events {
+				if _, err := db.Events(ctx, u.ID, 5); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(db.path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without starting over, the WAL would hold every page written: over
+	// 4,000 pages, 16 MiB. The bound is 100 pages, the hard bound 400; allow
+	// for the pages written while a checkpoint catches up.
+	if limit := int64(16 * walBound * 4096); fi.Size() > limit {
+		t.Fatalf("WAL of %d bytes after %d writes, want at most %d: it does not start over", fi.Size(), events, limit)
+	}
+	t.Logf("WAL of %d bytes after %d writes of 3 KB", fi.Size(), events)
 }

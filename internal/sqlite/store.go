@@ -17,7 +17,7 @@ import (
 
 // CreateUser stores u and sets u.ID; a taken email is mfa.ErrConflict.
 func (db *DB) CreateUser(ctx context.Context, u *mfa.User) error {
-	res, err := db.st.insertUser.ExecContext(ctx, u.Email, u.PasswordHash, millis(u.CreatedAt))
+	res, err := db.exec(ctx, db.st.insertUser, u.Email, u.PasswordHash, millis(u.CreatedAt))
 	if err != nil {
 		return wrap("create user", err)
 	}
@@ -187,7 +187,7 @@ func (db *DB) ReplaceFactorSecret(ctx context.Context, factorID int64, old, new 
 	if new == nil {
 		new = []byte{}
 	}
-	res, err := db.st.replaceSecret.ExecContext(ctx, new, factorID, old)
+	res, err := db.exec(ctx, db.st.replaceSecret, new, factorID, old)
 	if err != nil {
 		return false, wrap("replace factor secret", err)
 	}
@@ -364,7 +364,7 @@ func mustAffect(res sql.Result, err error) error {
 
 // TouchSession sets the session's LastSeenAt; a missing session is mfa.ErrNotFound.
 func (db *DB) TouchSession(ctx context.Context, id []byte, at time.Time) error {
-	res, err := db.st.touchSession.ExecContext(ctx, millis(at), id)
+	res, err := db.exec(ctx, db.st.touchSession, millis(at), id)
 	if err != nil {
 		return wrap("touch session", err)
 	}
@@ -378,7 +378,7 @@ func (db *DB) TouchSession(ctx context.Context, id []byte, at time.Time) error {
 
 // DeleteSession removes the session; removing a missing one is not an error.
 func (db *DB) DeleteSession(ctx context.Context, id []byte) error {
-	if _, err := db.st.deleteSession.ExecContext(ctx, id); err != nil {
+	if _, err := db.exec(ctx, db.st.deleteSession, id); err != nil {
 		return wrap("delete session", err)
 	}
 	return nil
@@ -386,7 +386,7 @@ func (db *DB) DeleteSession(ctx context.Context, id []byte) error {
 
 // DeleteUserSessions removes every session of the user.
 func (db *DB) DeleteUserSessions(ctx context.Context, userID int64) error {
-	if _, err := db.st.deleteUserSessions.ExecContext(ctx, userID); err != nil {
+	if _, err := db.exec(ctx, db.st.deleteUserSessions, userID); err != nil {
 		return wrap("delete user sessions", err)
 	}
 	return nil
@@ -395,7 +395,7 @@ func (db *DB) DeleteUserSessions(ctx context.Context, userID int64) error {
 // DeleteExpiredSessions removes sessions whose ExpiresAt is before t and
 // returns how many it removed.
 func (db *DB) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error) {
-	res, err := db.st.deleteExpired.ExecContext(ctx, millis(t))
+	res, err := db.exec(ctx, db.st.deleteExpired, millis(t))
 	if err != nil {
 		return 0, wrap("delete expired sessions", err)
 	}
@@ -527,7 +527,11 @@ func (db *DB) insertEvent(ctx context.Context, ins *sql.Stmt, e *mfa.Event) (int
 
 // AddEvent stores e and sets e.ID.
 func (db *DB) AddEvent(ctx context.Context, e *mfa.Event) error {
-	id, err := db.insertEvent(ctx, db.st.insertEvent, e)
+	var id int64
+	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
+		id, err = db.insertEvent(ctx, tx.StmtContext(ctx, db.st.insertEvent), e)
+		return err
+	})
 	if err != nil {
 		return wrap("add event", err)
 	}
