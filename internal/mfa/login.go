@@ -116,11 +116,16 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 	if method != MethodTOTP && method != MethodBackupCode {
 		return nil, ErrMethodUnavailable
 	}
-	a, err := s.begin(ctx, userKey(u.ID, method))
-	if err != nil {
-		return nil, err
-	}
-	up := Upgrade{Old: sess.ID, Throttle: a.key, Attempt: a.at}
+	// The code is checked first, and what it was counts only in the one
+	// write that admits the attempt against the throttle: a right code
+	// upgrades the session, a wrong one is recorded as a failure, each only
+	// if the key is not locked then. A locked key answers rate-limited to
+	// both, so concurrent guesses learn nothing beyond the limits, and a
+	// sign-in costs one write.
+	key := userKey(u.ID, method)
+	now := s.clock()
+	up := Upgrade{Old: sess.ID, Throttle: key, Since: now.Add(-ThrottleWindow),
+		Admit: func(st ThrottleState) bool { return lockRemaining(st, now) == 0 }}
 	var ok bool
 	if method == MethodTOTP {
 		up.ClaimFactor, up.ClaimStep, ok, err = s.checkTOTP(ctx, u.ID, code)
@@ -131,35 +136,42 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 		return nil, err
 	}
 	if !ok {
-		s.record(ctx, u.ID, EventSecondFactorFailed, c, string(method))
-		return nil, s.failed(ctx, a, u.ID, c, ErrInvalidCode)
+		return nil, s.secondFactorFailed(ctx, key, u.ID, c, string(method))
 	}
 
 	newToken, id, err := s.newToken()
 	if err != nil {
 		return nil, err
 	}
-	now := s.clock()
 	up.Next = &Session{ID: id, UserID: u.ID, Level: LevelFull, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.absolute), IP: c.IP}
 	up.Event = &Event{UserID: u.ID, Type: EventLoginSucceeded, At: now, IP: c.IP, Detail: string(method)}
-	// One write spends the code, forgets the attempt and upgrades the session.
 	upgraded, err := s.store.UpgradeSession(ctx, up)
 	if err != nil {
 		return nil, fmt.Errorf("mfa: upgrade session: %w", err)
 	}
 	if !upgraded {
-		// Either the sign-in was completed or ended meanwhile, or a
-		// concurrent request spent the code first: then it was a replay.
+		// The sign-in was completed or ended meanwhile, or the key is
+		// locked, or a concurrent request spent the code first: a replay.
 		if _, err := s.store.Session(ctx, sess.ID); err != nil {
 			return nil, ErrLoginExpired
 		}
-		s.record(ctx, u.ID, EventSecondFactorFailed, c, string(method)+" already used")
-		return nil, s.failed(ctx, a, u.ID, c, ErrInvalidCode)
+		return nil, s.secondFactorFailed(ctx, key, u.ID, c, string(method)+" already used")
 	}
 	if method == MethodBackupCode {
 		s.record(ctx, u.ID, EventBackupCodeUsed, c, "")
 	}
 	return &LoginResult{Token: newToken, Session: up.Next, User: u}, nil
+}
+
+// secondFactorFailed records a failed second factor and counts it against
+// key, or answers rate-limited while the key is locked.
+func (s *Service) secondFactorFailed(ctx context.Context, key ThrottleKey, userID int64, c Client, detail string) error {
+	a, err := s.begin(ctx, key)
+	if err != nil {
+		return err
+	}
+	s.record(ctx, userID, EventSecondFactorFailed, c, detail)
+	return s.failed(ctx, a, userID, c, ErrInvalidCode)
 }
 
 // touchEvery limits session writes: LastSeenAt is refreshed at most this often.

@@ -19,9 +19,14 @@ type Upgrade struct {
 	ClaimFactor, ClaimStep int64
 	BackupCode             int64
 
-	// The attempt forgotten as ResetThrottle does, when Throttle.Subject is set.
+	// The throttle key of the attempt, when Throttle.Subject is set: the
+	// upgrade happens only if Admit approves the key's state (failures
+	// counted since Since), read while the store holds the key's lock, and
+	// it then sets the key's consecutive failures to zero; failures in the
+	// window stay counted. Admit must not call the store.
 	Throttle ThrottleKey
-	Attempt  time.Time
+	Since    time.Time
+	Admit    func(ThrottleState) bool
 }
 
 // Store keeps everything two instances of the server must agree on. Every
@@ -62,11 +67,13 @@ type Store interface {
 
 	CreateSession(ctx context.Context, s *Session) error
 	Session(ctx context.Context, id []byte) (*Session, error)
-	// UpgradeSession completes a sign-in in one step: it spends the proof
-	// (claims the step, or uses the backup code), forgets the throttled
-	// attempt, replaces session u.Old by u.Next and records u.Event, at once.
-	// It reports false, changing nothing, when u.Old no longer exists or the
-	// proof can no longer be spent (a concurrent sign-in spent it first).
+	// UpgradeSession completes a sign-in in one step: it admits the attempt
+	// against its throttle key, spends the proof (claims the step, or uses
+	// the backup code), clears the key's consecutive failures, replaces
+	// session u.Old by u.Next and records u.Event, at once. It reports
+	// false, changing nothing, when u.Old no longer exists, the proof can no
+	// longer be spent (a concurrent sign-in spent it first), or Admit
+	// refuses.
 	UpgradeSession(ctx context.Context, u Upgrade) (bool, error)
 	TouchSession(ctx context.Context, id []byte, at time.Time) error
 	DeleteSession(ctx context.Context, id []byte) error

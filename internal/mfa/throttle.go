@@ -53,7 +53,10 @@ func (s *Service) passwordKey(email string) ThrottleKey {
 // attempt is one admitted try against a throttle key. It is recorded as a
 // failure the moment it is admitted, before the password or code is even
 // looked at, and forgotten only when it succeeds: so concurrent guesses, on
-// one instance or many, can never be checked beyond the limits.
+// one instance or many, can never be checked beyond the limits. (The second
+// factor of a sign-in, the hot path, checks its cheap code first and admits
+// the attempt in the same write that acts on the outcome; see
+// VerifySecondFactor.)
 type attempt struct {
 	key   ThrottleKey
 	at    time.Time

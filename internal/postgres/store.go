@@ -318,20 +318,23 @@ const resetThrottle = `WITH reset AS (
 DELETE FROM throttle_failures WHERE ctid =
 	(SELECT ctid FROM throttle_failures WHERE subject = $1 AND method = $2 AND at = $3 LIMIT 1)`
 
-// UpgradeSession spends the proof of u, forgets its attempt, replaces
+// UpgradeSession admits the attempt of u, spends its proof, replaces
 // session u.Old by u.Next and records u.Event (setting its ID), in one
-// transaction. It reports false, changing nothing, when the step is not
-// newer than the factor's last one, the backup code is used, or u.Old is
-// gone, as when a concurrent sign-in spent the proof or upgraded the
-// session first: its conditional UPDATE or DELETE took the row, and this
-// one, waiting for that transaction, then finds the row changed.
+// transaction. It reports false, changing nothing, when the throttle
+// refuses, the step is not newer than the factor's last one, the backup
+// code is used, or u.Old is gone, as when a concurrent sign-in spent the
+// proof or upgraded the session first: its conditional UPDATE or DELETE
+// took the row, and this one, waiting for that transaction, then finds the
+// row changed.
 //
-// The transaction costs two round trips: BEGIN and every statement in one
-// batch, then COMMIT, or ROLLBACK when a condition failed.
+// The transaction costs three round trips: BEGIN with the throttle key's
+// lock and state; the writes; COMMIT, or ROLLBACK when a condition failed.
+// Without a throttle key, the first two are one.
 func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	var (
 		evID int64
 		gone bool
+		st   mfa.ThrottleState
 	)
 	mustAffect := func(ct pgconn.CommandTag) error {
 		if ct.RowsAffected() == 0 {
@@ -339,29 +342,45 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 		}
 		return nil
 	}
-	b := &pgx.Batch{}
-	b.BeginTx(pgx.TxOptions{})
+	spend := &pgx.Batch{}
 	// The proof first: of concurrent sign-ins spending it, one takes the
 	// row, the others wait for its commit and then match nothing.
 	if u.ClaimFactor != 0 {
-		b.Queue(`UPDATE factors SET last_step = $1 WHERE id = $2 AND last_step < $1`, u.ClaimStep, u.ClaimFactor).Exec(mustAffect)
+		spend.Queue(`UPDATE factors SET last_step = $1 WHERE id = $2 AND last_step < $1`, u.ClaimStep, u.ClaimFactor).Exec(mustAffect)
 	}
 	if u.BackupCode != 0 {
-		b.Queue(`UPDATE backup_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL`, stamp(u.Next.CreatedAt), u.BackupCode).Exec(mustAffect)
+		spend.Queue(`UPDATE backup_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL`, stamp(u.Next.CreatedAt), u.BackupCode).Exec(mustAffect)
 	}
-	b.Queue(`DELETE FROM sessions WHERE id = $1`, u.Old).Exec(mustAffect)
-	b.Queue(insertSession, sessionArgs(u.Next)...)
+	spend.Queue(`DELETE FROM sessions WHERE id = $1`, u.Old).Exec(mustAffect)
+	spend.Queue(insertSession, sessionArgs(u.Next)...)
 	if u.Throttle.Subject != "" {
-		b.Queue(resetThrottle, u.Throttle.Subject, string(u.Throttle.Method), stamp(u.Attempt))
+		spend.Queue(`UPDATE throttles SET consecutive = 0 WHERE subject = $1 AND method = $2 AND consecutive <> 0`,
+			u.Throttle.Subject, string(u.Throttle.Method))
 	}
 	if u.Event != nil {
-		b.Queue(insertEvent, eventArgs(u.Event)...).QueryRow(func(row pgx.Row) error { return row.Scan(&evID) })
+		spend.Queue(insertEvent, eventArgs(u.Event)...).QueryRow(func(row pgx.Row) error { return row.Scan(&evID) })
 	}
-	tx, err := db.beginBatch(ctx, b)
+
+	begin := &pgx.Batch{}
+	begin.BeginTx(pgx.TxOptions{})
+	if u.Throttle.Subject != "" {
+		queueThrottleLock(begin, u.Throttle, stamp(u.Since), &st)
+	} else {
+		begin.QueuedQueries = append(begin.QueuedQueries, spend.QueuedQueries...)
+	}
+	tx, err := db.beginBatch(ctx, begin)
 	if err != nil {
 		return false, wrap("upgrade session", err)
 	}
-	defer tx.Rollback(ctx)
+	defer tx.Rollback(ctx) // after Commit, a no-op
+	if u.Throttle.Subject != "" {
+		if !u.Admit(st) {
+			return false, nil
+		}
+		if err := tx.SendBatch(ctx, spend).Close(); err != nil {
+			return false, wrap("upgrade session", err)
+		}
+	}
 	if gone {
 		return false, nil // the deferred rollback undoes the rest
 	}
@@ -468,35 +487,15 @@ func (db *DB) ThrottleState(ctx context.Context, key mfa.ThrottleKey, since time
 // COMMIT (or ROLLBACK, when admit refuses).
 func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since time.Time, admit func(mfa.ThrottleState) bool) (mfa.ThrottleState, bool, error) {
 	subject, method, atTS, sinceTS := key.Subject, string(key.Method), stamp(at), stamp(since)
-	var (
-		st          mfa.ThrottleState
-		consecutive int32
-		last        pgtype.Timestamptz
-		count       int64
-		oldest      pgtype.Timestamptz
-	)
+	var st mfa.ThrottleState
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
-	// The upsert locks the key's row, inserting it first for a new key (a
-	// refused failure rolls it back), and returns it as it is: it waits for
-	// a concurrent holder of the lock and then reads the row it committed.
-	b.Queue(`INSERT INTO throttles (subject, method, consecutive) VALUES ($1, $2, 0)
-ON CONFLICT (subject, method) DO UPDATE SET consecutive = throttles.consecutive
-RETURNING consecutive, last_failure`, subject, method).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&consecutive, &last) })
-	// A statement of its own: in READ COMMITTED each statement reads a
-	// snapshot taken when it starts, so after the lock this count sees every
-	// failure committed by the lock's previous holder.
-	b.Queue(`SELECT count(*), min(at) FROM throttle_failures WHERE subject = $1 AND method = $2 AND at >= $3`,
-		subject, method, sinceTS).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&count, &oldest) })
+	queueThrottleLock(b, key, sinceTS, &st)
 	tx, err := db.beginBatch(ctx, b)
 	if err != nil {
 		return mfa.ThrottleState{}, false, wrap("record failure", err)
 	}
 	defer tx.Rollback(ctx) // after Commit, a no-op
-	st = mfa.ThrottleState{Consecutive: int(consecutive), LastFailure: nullTimeOf(last),
-		WindowCount: int(count), WindowOldest: nullTimeOf(oldest)}
 	if !admit(st) {
 		return st, false, nil
 	}
@@ -521,6 +520,45 @@ UPDATE throttles SET consecutive = consecutive + 1, last_failure = $3 WHERE subj
 		}
 	}
 	return st, true, nil
+}
+
+// queueThrottleLock queues the statements that lock key's row and read its
+// state into st, counting failures at or after since. The upsert locks the
+// row, inserting it first for a new key (a transaction rolled back removes
+// it again), and returns it as it is: it waits for a concurrent holder of
+// the lock and then reads the row it committed. The count is a statement of
+// its own: in READ COMMITTED each statement reads a snapshot taken when it
+// starts, so after the lock it sees every failure committed by the lock's
+// previous holder.
+func queueThrottleLock(b *pgx.Batch, key mfa.ThrottleKey, since time.Time, st *mfa.ThrottleState) {
+	subject, method := key.Subject, string(key.Method)
+	b.Queue(`INSERT INTO throttles (subject, method, consecutive) VALUES ($1, $2, 0)
+ON CONFLICT (subject, method) DO UPDATE SET consecutive = throttles.consecutive
+RETURNING consecutive, last_failure`, subject, method).
+		QueryRow(func(row pgx.Row) error {
+			var (
+				consecutive int32
+				last        pgtype.Timestamptz
+			)
+			if err := row.Scan(&consecutive, &last); err != nil {
+				return err
+			}
+			st.Consecutive, st.LastFailure = int(consecutive), nullTimeOf(last)
+			return nil
+		})
+	b.Queue(`SELECT count(*), min(at) FROM throttle_failures WHERE subject = $1 AND method = $2 AND at >= $3`,
+		subject, method, since).
+		QueryRow(func(row pgx.Row) error {
+			var (
+				count  int64
+				oldest pgtype.Timestamptz
+			)
+			if err := row.Scan(&count, &oldest); err != nil {
+				return err
+			}
+			st.WindowCount, st.WindowOldest = int(count), nullTimeOf(oldest)
+			return nil
+		})
 }
 
 // ResetThrottle sets the key's consecutive failure count to zero and

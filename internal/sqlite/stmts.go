@@ -24,7 +24,7 @@ type stmts struct {
 	deleteUserSessions, deleteExpired               *sql.Stmt
 	throttleStateW, pruneFailures, insertFailure    *sql.Stmt
 	upsertThrottle, resetThrottle, insertEvent      *sql.Stmt
-	forgetFailure                                   *sql.Stmt
+	forgetFailure, clearConsecutive                 *sql.Stmt
 
 	all []*sql.Stmt
 }
@@ -83,6 +83,8 @@ func (s *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{&s.upsertThrottle, w, `INSERT INTO throttles (subject, method, consecutive, last_failure) VALUES (?1, ?2, 1, ?3)
 ON CONFLICT (subject, method) DO UPDATE SET consecutive = consecutive + 1, last_failure = ?3`},
 		{&s.resetThrottle, w, `UPDATE throttles SET consecutive = 0 WHERE subject = ? AND method = ?`},
+		// No write when there is nothing to clear, as for most sign-ins.
+		{&s.clearConsecutive, w, `UPDATE throttles SET consecutive = 0 WHERE subject = ? AND method = ? AND consecutive <> 0`},
 		{&s.forgetFailure, w, `DELETE FROM throttle_failures WHERE rowid =
 	(SELECT rowid FROM throttle_failures WHERE subject = ?1 AND method = ?2 AND at = ?3 LIMIT 1)`},
 		{&s.insertEvent, w, `INSERT INTO events (user_id, type, at, ip, detail) VALUES (?, ?, ?, ?, ?)`},

@@ -298,18 +298,29 @@ func (db *DB) Session(ctx context.Context, id []byte) (*mfa.Session, error) {
 	return &s, nil
 }
 
-// errGone ends UpgradeSession's transaction when the old session is gone
-// or its proof was spent already.
+// errGone ends UpgradeSession's transaction when the old session is gone,
+// its proof was spent already, or the throttle refuses the attempt.
 var errGone = errors.New("session gone")
 
-// UpgradeSession replaces session oldID by next and records ev (setting
-// ev.ID) if it is not nil, in one transaction. It reports false, changing
-// nothing, when oldID no longer exists.
+// UpgradeSession admits the attempt, spends the proof, replaces session
+// u.Old by u.Next and records u.Event (setting its ID), in one write
+// transaction. It reports false, changing nothing, when the throttle
+// refuses, the proof was spent or u.Old no longer exists.
 func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	var evID int64
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		// The proof first: of concurrent sign-ins, one spends it, and the
-		// others write nothing.
+		// The throttle, then the proof: of concurrent sign-ins, one spends
+		// it, and the others write nothing.
+		if u.Throttle.Subject != "" {
+			st, err := scanThrottle(tx.StmtContext(ctx, db.st.throttleStateW).QueryRowContext(ctx,
+				u.Throttle.Subject, string(u.Throttle.Method), millis(u.Since)))
+			if err != nil {
+				return err
+			}
+			if !u.Admit(st) {
+				return errGone
+			}
+		}
 		if u.ClaimFactor != 0 {
 			if err := mustAffect(tx.StmtContext(ctx, db.st.claimStep).ExecContext(ctx, u.ClaimStep, u.ClaimFactor)); err != nil {
 				return err
@@ -327,7 +338,7 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 			return err
 		}
 		if u.Throttle.Subject != "" {
-			if err := db.resetThrottle(ctx, tx, u.Throttle, u.Attempt); err != nil {
+			if _, err := tx.StmtContext(ctx, db.st.clearConsecutive).ExecContext(ctx, u.Throttle.Subject, string(u.Throttle.Method)); err != nil {
 				return err
 			}
 		}

@@ -844,7 +844,8 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 			want bool
 		}{
 			{"the step last used", mfa.Upgrade{ClaimFactor: f.ID, ClaimStep: 100}, false},
-			{"a newer step", mfa.Upgrade{ClaimFactor: f.ID, ClaimStep: 101, Throttle: key, Attempt: attempt}, true},
+			{"a newer step, the throttle refusing", mfa.Upgrade{ClaimFactor: f.ID, ClaimStep: 101, Throttle: key, Since: base.Add(-time.Hour), Admit: never}, false},
+			{"a newer step", mfa.Upgrade{ClaimFactor: f.ID, ClaimStep: 101, Throttle: key, Since: base.Add(-time.Hour), Admit: always}, true},
 			{"that step again", mfa.Upgrade{ClaimFactor: f.ID, ClaimStep: 101}, false},
 			{"a missing factor", mfa.Upgrade{ClaimFactor: f.ID + 1000, ClaimStep: 1 << 40}, false},
 			{"an unused backup code", mfa.Upgrade{BackupCode: codes[0].ID}, true},
@@ -872,8 +873,8 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkThrottle(t, "throttle after an upgrade forgetting its attempt", st,
-			mfa.ThrottleState{LastFailure: attempt, WindowCount: 1, WindowOldest: base})
+		checkThrottle(t, "throttle after an upgrade", st,
+			mfa.ThrottleState{LastFailure: attempt, WindowCount: 2, WindowOldest: base})
 		evs, err := s.Events(ctx, u.ID, 100)
 		if err != nil || len(evs) != 2 {
 			t.Errorf("events: got %d, %v, want 2 (one per successful upgrade)", len(evs), err)
@@ -1019,6 +1020,8 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 }
 
 func always(mfa.ThrottleState) bool { return true }
+
+func never(mfa.ThrottleState) bool { return false }
 
 func checkThrottle(t *testing.T, what string, got, want mfa.ThrottleState) {
 	t.Helper()

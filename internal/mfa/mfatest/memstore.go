@@ -304,6 +304,16 @@ func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, err
 		return false, mfa.ErrConflict
 	}
 	// Check every condition before changing anything: all or nothing.
+	th := m.throttles[u.Throttle] // nil for a key without failures
+	if u.Throttle.Subject != "" {
+		var st mfa.ThrottleState
+		if th != nil {
+			st = th.state(storedTime(u.Since))
+		}
+		if !u.Admit(st) {
+			return false, nil
+		}
+	}
 	if u.ClaimFactor != 0 {
 		if f, ok := m.factors[u.ClaimFactor]; !ok || f.LastStep >= u.ClaimStep {
 			return false, nil
@@ -324,8 +334,8 @@ func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, err
 		c.UsedAt = storedTime(u.Next.CreatedAt)
 		m.codes[u.BackupCode] = c
 	}
-	if u.Throttle.Subject != "" {
-		m.resetThrottle(u.Throttle, u.Attempt)
+	if th != nil {
+		th.consecutive = 0
 	}
 	delete(m.sessions, string(u.Old))
 	m.sessions[string(u.Next.ID)] = copySession(*u.Next)
