@@ -25,12 +25,18 @@ func (r *LoginResult) SecondFactorRequired() bool { return r.Session.Level == Le
 // VerifySecondFactor completes it; the password is never kept.
 func (s *Service) Login(ctx context.Context, email, password string, c Client) (*LoginResult, error) {
 	email, emailErr := NormalizeEmail(email)
-	a, err := s.begin(ctx, s.passwordKey(email))
-	if err != nil {
+	key := s.passwordKey(email)
+	now := s.clock()
+	// No hash is spent on a locked key. Past this check, as for the second
+	// factor, the outcome counts only in the one write that admits the
+	// attempt: a right password starts the session, a wrong one is recorded
+	// as a failure, each only if the key is not locked by then.
+	if err := s.refuseWhileLocked(ctx, key, now); err != nil {
 		return nil, err
 	}
 	var u *User
 	if emailErr == nil {
+		var err error
 		u, err = s.store.UserByEmail(ctx, email)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("mfa: login: %w", err)
@@ -41,51 +47,61 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 		if err := s.passwords.VerifyDummy(ctx, password); err != nil {
 			return nil, s.hashError("login", err)
 		}
-		return nil, s.failed(ctx, a, 0, c, ErrInvalidCredentials)
+		return nil, s.passwordFailed(ctx, key, 0, c)
 	}
 	ok, err := s.passwords.Verify(ctx, u.PasswordHash, password)
 	if err != nil {
 		return nil, s.hashError("login", err)
 	}
 	if !ok {
-		s.record(ctx, u.ID, EventLoginFailed, c, "wrong password")
-		return nil, s.failed(ctx, a, u.ID, c, ErrInvalidCredentials)
-	}
-	if err := s.succeeded(ctx, a); err != nil {
-		return nil, err
+		return nil, s.passwordFailed(ctx, key, u.ID, c)
 	}
 
 	f, err := s.confirmedTOTP(ctx, u.ID)
 	if err != nil {
 		return nil, err
 	}
-	now := s.clock()
-	if f == nil {
-		return s.startSession(ctx, u, LevelFull, now.Add(s.absolute), c, "password")
+	level, expires, how := LevelFull, now.Add(s.absolute), "password"
+	if f != nil {
+		level, expires, how = LevelPassword, now.Add(s.pendingLogin), ""
 	}
-	res, err := s.startSession(ctx, u, LevelPassword, now.Add(s.pendingLogin), c, "")
-	if err != nil {
-		return nil, err
-	}
-	res.Methods = []Method{MethodTOTP, MethodBackupCode}
-	return res, nil
-}
-
-// startSession creates a new session. A full session gets a login event.
-func (s *Service) startSession(ctx context.Context, u *User, level Level, expires time.Time, c Client, how string) (*LoginResult, error) {
 	token, id, err := s.newToken()
 	if err != nil {
 		return nil, err
 	}
-	now := s.clock()
-	sess := &Session{ID: id, UserID: u.ID, Level: level, CreatedAt: now, LastSeenAt: now, ExpiresAt: expires, IP: c.IP}
-	if err := s.store.CreateSession(ctx, sess); err != nil {
-		return nil, fmt.Errorf("mfa: create session: %w", err)
+	up := Upgrade{
+		Next:     &Session{ID: id, UserID: u.ID, Level: level, CreatedAt: now, LastSeenAt: now, ExpiresAt: expires, IP: c.IP},
+		Throttle: key, Since: now.Add(-ThrottleWindow), Admit: admitAt(now),
 	}
 	if level == LevelFull {
-		s.record(ctx, u.ID, EventLoginSucceeded, c, how)
+		up.Event = &Event{UserID: u.ID, Type: EventLoginSucceeded, At: now, IP: c.IP, Detail: how}
 	}
-	return &LoginResult{Token: token, Session: sess, User: u}, nil
+	started, err := s.store.UpgradeSession(ctx, up)
+	if err != nil {
+		return nil, fmt.Errorf("mfa: start session: %w", err)
+	}
+	if !started { // locked meanwhile by concurrent failures
+		return nil, s.passwordFailed(ctx, key, u.ID, c)
+	}
+	res := &LoginResult{Token: token, Session: up.Next, User: u}
+	if f != nil {
+		res.Methods = []Method{MethodTOTP, MethodBackupCode}
+	}
+	return res, nil
+}
+
+// passwordFailed records a wrong password (of a known user, when userID is
+// not 0) and counts it against key, or answers rate-limited while the key
+// is locked.
+func (s *Service) passwordFailed(ctx context.Context, key ThrottleKey, userID int64, c Client) error {
+	a, err := s.begin(ctx, key)
+	if err != nil {
+		return err
+	}
+	if userID != 0 {
+		s.record(ctx, userID, EventLoginFailed, c, "wrong password")
+	}
+	return s.failed(ctx, a, userID, c, ErrInvalidCredentials)
 }
 
 // PendingLogin returns the half-finished sign-in that token belongs to.
@@ -124,8 +140,7 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 	// sign-in costs one write.
 	key := userKey(u.ID, method)
 	now := s.clock()
-	up := Upgrade{Old: sess.ID, Throttle: key, Since: now.Add(-ThrottleWindow),
-		Admit: func(st ThrottleState) bool { return lockRemaining(st, now) == 0 }}
+	up := Upgrade{Old: sess.ID, Throttle: key, Since: now.Add(-ThrottleWindow), Admit: admitAt(now)}
 	var ok bool
 	if method == MethodTOTP {
 		up.ClaimFactor, up.ClaimStep, ok, err = s.checkTOTP(ctx, u.ID, code)

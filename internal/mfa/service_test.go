@@ -61,7 +61,7 @@ const testPassword = "correct horse battery staple"
 
 var client = mfa.Client{IP: "192.0.2.1"}
 
-// barrierStore holds every UpgradeSession call until n callers have arrived
+// barrierStore holds every UpgradeSession call of a second factor until n callers have arrived
 // (or a second has passed), so concurrent sign-ins all check the code before
 // any of them spends it: the race the store must decide.
 type barrierStore struct {
@@ -73,6 +73,9 @@ type barrierStore struct {
 }
 
 func (b *barrierStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
+	if u.Old == nil { // a password step, not a second factor
+		return b.Store.UpgradeSession(ctx, u)
+	}
 	b.mu.Lock()
 	b.arrived++
 	if b.arrived == b.n {
@@ -756,4 +759,84 @@ func TestConcurrentGuessesStayWithinTheLimit(t *testing.T) {
 		t.Fatalf("%d guesses at once: %d checked, %d rate limited; want at most %d checked, the rest limited",
 			guesses, checked.Load(), limited.Load(), mfa.FreeFailures)
 	}
+}
+
+// slowUsers holds each email lookup a moment, so that concurrent password
+// guesses are all past the lock check before any is counted.
+type slowUsers struct{ mfa.Store }
+
+func (s slowUsers) UserByEmail(ctx context.Context, email string) (*mfa.User, error) {
+	time.Sleep(5 * time.Millisecond)
+	return s.Store.UserByEmail(ctx, email)
+}
+
+func TestConcurrentPasswordGuessesStayWithinTheLimit(t *testing.T) {
+	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { return slowUsers{s} })
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	const guesses = 40
+	var wg sync.WaitGroup
+	var answered, limited atomic.Int64
+	for i := range guesses {
+		wg.Go(func() {
+			_, err := f.svc.Login(ctx, u.Email, fmt.Sprintf("wrong password %d", i), client)
+			switch {
+			case errors.Is(err, mfa.ErrInvalidCredentials):
+				answered.Add(1)
+			case mfa.ErrorKind(err) == mfa.KindRateLimited:
+				limited.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if answered.Load() > mfa.FreeFailures || answered.Load()+limited.Load() != guesses {
+		t.Fatalf("%d password guesses at once: %d answered, %d rate limited; want at most %d answered, the rest limited",
+			guesses, answered.Load(), limited.Load(), mfa.FreeFailures)
+	}
+}
+
+// lockingStore, while on, has FreeFailures failures of the throttle key
+// recorded by a concurrent request just before each UpgradeSession: the
+// lock arrives after the sign-in checked for it and checked the password or
+// code.
+type lockingStore struct {
+	mfa.Store
+	on  *atomic.Bool
+	now func() time.Time
+}
+
+func (s lockingStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
+	if s.on.Load() {
+		always := func(mfa.ThrottleState) bool { return true }
+		for range mfa.FreeFailures {
+			if _, _, err := s.RecordFailure(ctx, u.Throttle, s.now(), u.Since, always); err != nil {
+				return false, err
+			}
+		}
+	}
+	return s.Store.UpgradeSession(ctx, u)
+}
+
+// TestLockArrivingMidSignIn: a right password or code is refused when its
+// key locked after it was checked, because the lock is checked again in the
+// one write that acts on the outcome.
+func TestLockArrivingMidSignIn(t *testing.T) {
+	var (
+		f  *fixture
+		on atomic.Bool
+	)
+	f = newFixtureWith(t, func(s mfa.Store) mfa.Store {
+		return lockingStore{Store: s, on: &on, now: func() time.Time { return f.clock.Now() }}
+	})
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	secret, _ := f.enable(t, u)
+	f.pastSpentSteps(secret)
+	pending := f.login(t, u.Email)
+
+	on.Store(true)
+	_, err := f.svc.VerifySecondFactor(ctx, pending.Token, mfa.MethodTOTP, f.code(t, secret, 0), client)
+	rateLimited(t, err)
+	_, err = f.svc.Login(ctx, "ann@example.com", testPassword, client)
+	rateLimited(t, err)
 }

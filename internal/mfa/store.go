@@ -5,11 +5,13 @@ import (
 	"time"
 )
 
-// Upgrade is the last step of a sign-in with a second factor, which a Store
-// carries out at once. Fields left zero are not done.
+// Upgrade is the one write of a sign-in step that succeeded, which a Store
+// carries out at once: the password step starts a session, the second
+// factor replaces the pending one by a full one. Fields left zero are not
+// done.
 type Upgrade struct {
-	Old   []byte   // the pending session; it must still exist
-	Next  *Session // the full session replacing it
+	Old   []byte   // the pending session, which must still exist; nil for none
+	Next  *Session // the session started, replacing Old
 	Event *Event   // recorded, its ID set
 
 	// The proof spent: a TOTP step claimed (recorded as the factor's last
@@ -67,10 +69,10 @@ type Store interface {
 
 	CreateSession(ctx context.Context, s *Session) error
 	Session(ctx context.Context, id []byte) (*Session, error)
-	// UpgradeSession completes a sign-in in one step: it admits the attempt
-	// against its throttle key, spends the proof (claims the step, or uses
-	// the backup code), clears the key's consecutive failures, replaces
-	// session u.Old by u.Next and records u.Event, at once. It reports
+	// UpgradeSession completes a sign-in step in one write: it admits the
+	// attempt against its throttle key, spends the proof (claims the step,
+	// or uses the backup code), clears the key's consecutive failures,
+	// replaces session u.Old (if any) by u.Next and records u.Event, at once. It reports
 	// false, changing nothing, when u.Old no longer exists, the proof can no
 	// longer be spent (a concurrent sign-in spent it first), or Admit
 	// refuses.

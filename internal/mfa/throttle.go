@@ -53,10 +53,11 @@ func (s *Service) passwordKey(email string) ThrottleKey {
 // attempt is one admitted try against a throttle key. It is recorded as a
 // failure the moment it is admitted, before the password or code is even
 // looked at, and forgotten only when it succeeds: so concurrent guesses, on
-// one instance or many, can never be checked beyond the limits. (The second
-// factor of a sign-in, the hot path, checks its cheap code first and admits
-// the attempt in the same write that acts on the outcome; see
-// VerifySecondFactor.)
+// one instance or many, can never be checked beyond the limits. (The
+// password and the second factor of a sign-in, the hot path, are checked
+// first instead, and the attempt is admitted in the same write that acts on
+// the outcome, so guesses are never answered beyond the limits; see Login
+// and VerifySecondFactor.)
 type attempt struct {
 	key   ThrottleKey
 	at    time.Time
@@ -69,8 +70,7 @@ type attempt struct {
 // hasher) stays counted: only success undoes it.
 func (s *Service) begin(ctx context.Context, key ThrottleKey) (*attempt, error) {
 	now := s.clock()
-	st, recorded, err := s.store.RecordFailure(ctx, key, now, now.Add(-ThrottleWindow),
-		func(st ThrottleState) bool { return lockRemaining(st, now) == 0 })
+	st, recorded, err := s.store.RecordFailure(ctx, key, now, now.Add(-ThrottleWindow), admitAt(now))
 	if err != nil {
 		return nil, fmt.Errorf("mfa: record attempt: %w", err)
 	}
@@ -78,6 +78,25 @@ func (s *Service) begin(ctx context.Context, key ThrottleKey) (*attempt, error) 
 		return nil, rateLimited(lockRemaining(st, now))
 	}
 	return &attempt{key: key, at: now, state: st}, nil
+}
+
+// admitAt is the admission rule of a store's atomic step: the key is not
+// locked at now.
+func admitAt(now time.Time) func(ThrottleState) bool {
+	return func(st ThrottleState) bool { return lockRemaining(st, now) == 0 }
+}
+
+// refuseWhileLocked answers rate-limited while key is locked at now. It only
+// reads: the atomic admission comes with the write that acts on the outcome.
+func (s *Service) refuseWhileLocked(ctx context.Context, key ThrottleKey, now time.Time) error {
+	st, err := s.store.ThrottleState(ctx, key, now.Add(-ThrottleWindow))
+	if err != nil {
+		return fmt.Errorf("mfa: throttle state: %w", err)
+	}
+	if d := lockRemaining(st, now); d > 0 {
+		return rateLimited(d)
+	}
+	return nil
 }
 
 // failed leaves the attempt counted and returns err. userID, when not 0,

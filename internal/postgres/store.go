@@ -351,7 +351,9 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	if u.BackupCode != 0 {
 		spend.Queue(`UPDATE backup_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL`, stamp(u.Next.CreatedAt), u.BackupCode).Exec(mustAffect)
 	}
-	spend.Queue(`DELETE FROM sessions WHERE id = $1`, u.Old).Exec(mustAffect)
+	if u.Old != nil {
+		spend.Queue(`DELETE FROM sessions WHERE id = $1`, u.Old).Exec(mustAffect)
+	}
 	spend.Queue(insertSession, sessionArgs(u.Next)...)
 	if u.Throttle.Subject != "" {
 		spend.Queue(`UPDATE throttles SET consecutive = 0 WHERE subject = $1 AND method = $2 AND consecutive <> 0`,

@@ -28,11 +28,12 @@ import (
 // DB is an mfa.Store on one SQLite file. It is safe for concurrent use, also
 // by several processes sharing the file.
 type DB struct {
-	path string
-	w    *sql.DB // one connection: every write goes through it
-	r    *sql.DB // read-only connections
-	ck   *sql.DB // one connection that checkpoints the WAL beside the writer
-	st   stmts
+	path    string
+	w       *sql.DB // one connection: every write goes through it
+	r       *sql.DB // read-only connections
+	readers int     // r's size
+	ck      *sql.DB // one connection that checkpoints the WAL beside the writer
+	st      stmts
 
 	jobs            chan writeJob // write transactions for the writer goroutine
 	quit            chan struct{} // closed by Close
@@ -161,9 +162,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		db.w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	readers := max(4, 2*runtime.GOMAXPROCS(0))
-	db.r.SetMaxOpenConns(readers)
-	db.r.SetMaxIdleConns(readers)
+	db.readers = max(4, 2*runtime.GOMAXPROCS(0))
+	db.r.SetMaxOpenConns(db.readers)
+	db.r.SetMaxIdleConns(db.readers)
 	db.r.SetConnMaxLifetime(0)
 	db.r.SetConnMaxIdleTime(0)
 	if err := ping(ctx, db.r); err != nil {
@@ -376,23 +377,33 @@ func (db *DB) checkpointer() {
 	}
 }
 
-// restartWAL copies the whole WAL into the database and waits, up to
-// restartWait, until no reader needs it, so that the next write starts it
-// over. Writes wait meanwhile; it is for a WAL past walHardBound only. It
-// reports whether the WAL will start over.
+// restartWAL copies the whole WAL into the database and waits until no
+// reader needs it, so that the next write starts it over. It holds every
+// read connection of this process meanwhile, so that none of them starts a
+// read that would keep the WAL in use; readers of other processes get up
+// to restartWait to finish. Reads and writes wait meanwhile: it is for a
+// WAL past walHardBound only. It reports whether the WAL will start over.
 func (db *DB) restartWAL() bool {
-	conn, err := db.w.Conn(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), restartWait)
+	defer cancel()
+	for range db.readers {
+		c, err := db.r.Conn(ctx)
+		if err != nil {
+			return false // a long read, such as an export: another time
+		}
+		defer c.Close()
+	}
+	w, err := db.w.Conn(ctx)
 	if err != nil {
 		return false
 	}
-	defer conn.Close()
-	ctx := context.Background()
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", restartWait.Milliseconds())); err != nil {
+	defer w.Close()
+	if _, err := w.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", restartWait.Milliseconds())); err != nil {
 		return false
 	}
-	defer conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeout.Milliseconds()))
+	defer w.ExecContext(context.Background(), fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeout.Milliseconds()))
 	var busy, walPages, copied int64
-	err = conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &walPages, &copied)
+	err = w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &walPages, &copied)
 	return err == nil && busy == 0
 }
 

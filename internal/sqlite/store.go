@@ -331,8 +331,10 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 				return err
 			}
 		}
-		if err := mustAffect(tx.StmtContext(ctx, db.st.deleteSession).ExecContext(ctx, u.Old)); err != nil {
-			return err
+		if u.Old != nil {
+			if err := mustAffect(tx.StmtContext(ctx, db.st.deleteSession).ExecContext(ctx, u.Old)); err != nil {
+				return err
+			}
 		}
 		if err := db.insertSession(ctx, tx.StmtContext(ctx, db.st.insertSession), u.Next); err != nil {
 			return err

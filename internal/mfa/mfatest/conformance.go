@@ -881,6 +881,30 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		}
 	})
 
+	t.Run("UpgradeStartsSession", func(t *testing.T) {
+		// Without Old, as for a password step: Next is started if the
+		// throttle admits the attempt.
+		s := newStore(t)
+		u := createUser(t, s, "u@example.com")
+		key := mfa.ThrottleKey{Subject: "email:u", Method: mfa.MethodPassword}
+		if _, _, err := s.RecordFailure(t.Context(), key, base, base.Add(-time.Hour), always); err != nil {
+			t.Fatal(err)
+		}
+		for i, admit := range []func(mfa.ThrottleState) bool{never, always} {
+			next := newSession(u.ID, byte(i+1), mfa.LevelPassword, base.Add(time.Hour))
+			ok, err := s.UpgradeSession(t.Context(), mfa.Upgrade{Next: next, Throttle: key, Since: base.Add(-time.Hour), Admit: admit})
+			if err != nil || ok != (i == 1) || sessionGone(t, s, next.ID) == ok {
+				t.Fatalf("start with admit %d: got %v, %v, session kept %v", i, ok, err, !sessionGone(t, s, next.ID))
+			}
+		}
+		st, err := s.ThrottleState(t.Context(), key, base.Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkThrottle(t, "throttle after a started session", st,
+			mfa.ThrottleState{LastFailure: base, WindowCount: 1, WindowOldest: base})
+	})
+
 	t.Run("UpgradeSpendsProofOnce", func(t *testing.T) {
 		s := newStore(t)
 		u := createUser(t, s, "u@example.com")

@@ -297,7 +297,7 @@ func (m *MemStore) Session(ctx context.Context, id []byte) (*mfa.Session, error)
 func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.sessions[string(u.Old)]; !ok {
+	if _, ok := m.sessions[string(u.Old)]; !ok && u.Old != nil {
 		return false, nil
 	}
 	if _, ok := m.sessions[string(u.Next.ID)]; ok && !bytes.Equal(u.Next.ID, u.Old) {
