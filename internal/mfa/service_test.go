@@ -740,24 +740,37 @@ func TestConcurrentGuessesStayWithinTheLimit(t *testing.T) {
 	u := f.user(t, "ann@example.com")
 	f.enable(t, u)
 	tok := f.login(t, u.Email).Token
+	guessesAtOnce(t, func(i int) error {
+		_, err := f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, fmt.Sprintf("%06d", i), client)
+		return err
+	}, func(err error) bool { // a lucky guess is answered too
+		return err == nil || mfa.ErrorKind(err) == mfa.KindUnauthenticated
+	})
+}
+
+// guessesAtOnce makes 40 guesses at once and checks that at most
+// FreeFailures of them got an answer (isAnswer), and the rest rate-limited.
+func guessesAtOnce(t *testing.T, guess func(i int) error, isAnswer func(error) bool) {
+	t.Helper()
 	const guesses = 40
-	var wg sync.WaitGroup
-	var checked, limited atomic.Int64
+	var (
+		wg                sync.WaitGroup
+		answered, limited atomic.Int64
+	)
 	for i := range guesses {
 		wg.Go(func() {
-			_, err := f.svc.VerifySecondFactor(ctx, tok, mfa.MethodTOTP, fmt.Sprintf("%06d", i), client)
-			switch {
-			case err == nil || mfa.ErrorKind(err) == mfa.KindUnauthenticated: // a lucky guess is checked too
-				checked.Add(1)
+			switch err := guess(i); {
+			case isAnswer(err):
+				answered.Add(1)
 			case mfa.ErrorKind(err) == mfa.KindRateLimited:
 				limited.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	if checked.Load() > mfa.FreeFailures || checked.Load()+limited.Load() != guesses {
-		t.Fatalf("%d guesses at once: %d checked, %d rate limited; want at most %d checked, the rest limited",
-			guesses, checked.Load(), limited.Load(), mfa.FreeFailures)
+	if answered.Load() > mfa.FreeFailures || answered.Load()+limited.Load() != guesses {
+		t.Fatalf("%d guesses at once: %d answered, %d rate limited; want at most %d answered, the rest limited",
+			guesses, answered.Load(), limited.Load(), mfa.FreeFailures)
 	}
 }
 
@@ -774,25 +787,10 @@ func TestConcurrentPasswordGuessesStayWithinTheLimit(t *testing.T) {
 	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { return slowUsers{s} })
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
-	const guesses = 40
-	var wg sync.WaitGroup
-	var answered, limited atomic.Int64
-	for i := range guesses {
-		wg.Go(func() {
-			_, err := f.svc.Login(ctx, u.Email, fmt.Sprintf("wrong password %d", i), client)
-			switch {
-			case errors.Is(err, mfa.ErrInvalidCredentials):
-				answered.Add(1)
-			case mfa.ErrorKind(err) == mfa.KindRateLimited:
-				limited.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if answered.Load() > mfa.FreeFailures || answered.Load()+limited.Load() != guesses {
-		t.Fatalf("%d password guesses at once: %d answered, %d rate limited; want at most %d answered, the rest limited",
-			guesses, answered.Load(), limited.Load(), mfa.FreeFailures)
-	}
+	guessesAtOnce(t, func(i int) error {
+		_, err := f.svc.Login(ctx, u.Email, fmt.Sprintf("wrong password %d", i), client)
+		return err
+	}, func(err error) bool { return errors.Is(err, mfa.ErrInvalidCredentials) })
 }
 
 // lockingStore, while on, has FreeFailures failures of the throttle key

@@ -37,53 +37,50 @@ func SessionIDFor(n int64, salt string) []byte {
 // (at least b.N, one per user of userIDs in turn) concurrently, each with
 // its login event: the write that completes every sign-in.
 func BenchmarkUpgradeSession(b *testing.B, s mfa.Store, userIDs []int64, pending [][]byte) {
-	ctx := requestContext(b)
 	now := time.Now()
-	var next atomic.Int64
-	b.SetParallelism(benchParallelism)
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := next.Add(1) - 1
-			userID := userIDs[int(i)%len(userIDs)]
-			full := &mfa.Session{ID: SessionIDFor(i, "full"), UserID: userID, Level: mfa.LevelFull,
-				CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(12 * time.Hour), IP: "192.0.2.1"}
-			ev := &mfa.Event{UserID: userID, Type: mfa.EventLoginSucceeded, At: now, IP: "192.0.2.1", Detail: "totp"}
-			ok, err := s.UpgradeSession(ctx, mfa.Upgrade{Old: pending[i], Next: full, Event: ev})
-			if err != nil || !ok {
-				b.Errorf("UpgradeSession: got %v, %v, want true, nil", ok, err)
-				return
-			}
+	runEach(b, "upgrades/s", func(ctx context.Context, i int64) error {
+		userID := userIDs[int(i)%len(userIDs)]
+		full := &mfa.Session{ID: SessionIDFor(i, "full"), UserID: userID, Level: mfa.LevelFull,
+			CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(12 * time.Hour), IP: "192.0.2.1"}
+		ev := &mfa.Event{UserID: userID, Type: mfa.EventLoginSucceeded, At: now, IP: "192.0.2.1", Detail: "totp"}
+		ok, err := s.UpgradeSession(ctx, mfa.Upgrade{Old: pending[i], Next: full, Event: ev})
+		if err != nil || !ok {
+			return fmt.Errorf("UpgradeSession: got %v, %v, want true, nil", ok, err)
 		}
+		return nil
 	})
-	reportRate(b, "upgrades/s")
 }
 
 // BenchmarkVerification makes, for each of the pending sessions (at least
 // b.N), the store calls of one second-factor verification by
 // mfa.Service.VerifySecondFactor with a right TOTP code: Session, UserByID,
 // Factors, and UpgradeSession admitting the attempt and claiming the step,
-// with its event. The target
-// is 3,000 verifications/s on 2 cores (-cpu 2).
+// with its event. The target is 3,000 verifications/s on 2 cores (-cpu 2).
 func BenchmarkVerification(b *testing.B, s mfa.Store, pending [][]byte) {
-	ctx := requestContext(b)
 	now := time.Now()
 	step := now.Unix() / 30
+	runEach(b, "verifications/s", func(ctx context.Context, i int64) error {
+		return verify(ctx, s, pending[i], SessionIDFor(i, "full"), step, now)
+	})
+}
+
+// runEach runs f for i = 0, 1, ... b.N-1 from concurrent goroutines, each i
+// once, and reports the rate in unit.
+func runEach(b *testing.B, unit string, f func(ctx context.Context, i int64) error) {
+	ctx := requestContext(b)
 	var next atomic.Int64
 	b.SetParallelism(benchParallelism)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			i := next.Add(1) - 1
-			if err := verify(ctx, s, pending[i], SessionIDFor(i, "full"), step, now); err != nil {
+			if err := f(ctx, next.Add(1)-1); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
-	reportRate(b, "verifications/s")
+	reportRate(b, unit)
 }
 
 func verify(ctx context.Context, s mfa.Store, oldID, newID []byte, step int64, now time.Time) error {
