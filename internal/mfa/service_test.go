@@ -725,17 +725,23 @@ func TestWeakPasswordRefused(t *testing.T) {
 	}
 }
 
-// slowFactors makes reading factors slow, as a loaded database would, to
-// widen any gap between admitting an attempt and counting it.
-type slowFactors struct{ mfa.Store }
+// slowReads makes reading a user's factors or looking up an email slow, as
+// a loaded database would, so that concurrent guesses are all past the lock
+// check before any of them is counted.
+type slowReads struct{ mfa.Store }
 
-func (s slowFactors) Factors(ctx context.Context, userID int64) ([]mfa.Factor, error) {
+func (s slowReads) Factors(ctx context.Context, userID int64) ([]mfa.Factor, error) {
 	time.Sleep(5 * time.Millisecond)
 	return s.Store.Factors(ctx, userID)
 }
 
+func (s slowReads) UserByEmail(ctx context.Context, email string) (*mfa.User, error) {
+	time.Sleep(5 * time.Millisecond)
+	return s.Store.UserByEmail(ctx, email)
+}
+
 func TestConcurrentGuessesStayWithinTheLimit(t *testing.T) {
-	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { return slowFactors{s} })
+	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { return slowReads{s} })
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
 	f.enable(t, u)
@@ -774,17 +780,8 @@ func guessesAtOnce(t *testing.T, guess func(i int) error, isAnswer func(error) b
 	}
 }
 
-// slowUsers holds each email lookup a moment, so that concurrent password
-// guesses are all past the lock check before any is counted.
-type slowUsers struct{ mfa.Store }
-
-func (s slowUsers) UserByEmail(ctx context.Context, email string) (*mfa.User, error) {
-	time.Sleep(5 * time.Millisecond)
-	return s.Store.UserByEmail(ctx, email)
-}
-
 func TestConcurrentPasswordGuessesStayWithinTheLimit(t *testing.T) {
-	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { return slowUsers{s} })
+	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { return slowReads{s} })
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
 	guessesAtOnce(t, func(i int) error {
