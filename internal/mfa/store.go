@@ -72,10 +72,10 @@ type Store interface {
 	// UpgradeSession completes a sign-in step in one write: it admits the
 	// attempt against its throttle key, spends the proof (claims the step,
 	// or uses the backup code), clears the key's consecutive failures,
-	// replaces session u.Old (if any) by u.Next and records u.Event, at once. It reports
-	// false, changing nothing, when u.Old no longer exists, the proof can no
-	// longer be spent (a concurrent sign-in spent it first), or Admit
-	// refuses.
+	// replaces session u.Old (if any) by u.Next and records u.Event, at
+	// once. It reports false, changing nothing, when u.Old no longer exists,
+	// the proof can no longer be spent (a concurrent sign-in spent it
+	// first), or Admit refuses.
 	UpgradeSession(ctx context.Context, u Upgrade) (bool, error)
 	TouchSession(ctx context.Context, id []byte, at time.Time) error
 	DeleteSession(ctx context.Context, id []byte) error

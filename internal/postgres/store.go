@@ -309,12 +309,15 @@ func eventArgs(e *mfa.Event) []any {
 	return []any{e.UserID, string(e.Type), stamp(e.At), e.IP, e.Detail}
 }
 
-// resetThrottle is ResetThrottle's statement, also run by UpgradeSession:
-// it zeroes the key's consecutive count and forgets one failure at exactly
-// $3. A failure row has no key: the one forgotten is named by its physical
-// address. The WITH runs its UPDATE whatever the DELETE finds.
-const resetThrottle = `WITH reset AS (
-	UPDATE throttles SET consecutive = 0 WHERE subject = $1 AND method = $2)
+// clearConsecutive zeroes the consecutive failures of key ($1, $2), writing
+// nothing when there are none, as for most sign-ins.
+const clearConsecutive = `UPDATE throttles SET consecutive = 0 WHERE subject = $1 AND method = $2 AND consecutive <> 0`
+
+// resetThrottle is ResetThrottle's statement: it clears the consecutive
+// failures and forgets one failure at exactly $3. A failure row has no key:
+// the one forgotten is named by its physical address. The WITH runs its
+// UPDATE whatever the DELETE finds.
+const resetThrottle = `WITH reset AS (` + clearConsecutive + `)
 DELETE FROM throttle_failures WHERE ctid =
 	(SELECT ctid FROM throttle_failures WHERE subject = $1 AND method = $2 AND at = $3 LIMIT 1)`
 
@@ -356,8 +359,7 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	}
 	spend.Queue(insertSession, sessionArgs(u.Next)...)
 	if u.Throttle.Subject != "" {
-		spend.Queue(`UPDATE throttles SET consecutive = 0 WHERE subject = $1 AND method = $2 AND consecutive <> 0`,
-			u.Throttle.Subject, string(u.Throttle.Method))
+		spend.Queue(clearConsecutive, u.Throttle.Subject, string(u.Throttle.Method))
 	}
 	if u.Event != nil {
 		spend.Queue(insertEvent, eventArgs(u.Event)...).QueryRow(func(row pgx.Row) error { return row.Scan(&evID) })

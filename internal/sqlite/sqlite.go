@@ -159,7 +159,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	go db.checkpointer()
 
 	if db.r, err = sql.Open("sqlite", dsn(path, roleRead)); err != nil {
-		db.w.Close()
+		db.Close() // stops the writer and the checkpointer too
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	db.readers = max(4, 2*runtime.GOMAXPROCS(0))

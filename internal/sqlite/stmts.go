@@ -23,8 +23,8 @@ type stmts struct {
 	insertSession, deleteSession, touchSession      *sql.Stmt
 	deleteUserSessions, deleteExpired               *sql.Stmt
 	throttleStateW, pruneFailures, insertFailure    *sql.Stmt
-	upsertThrottle, resetThrottle, insertEvent      *sql.Stmt
-	forgetFailure, clearConsecutive                 *sql.Stmt
+	upsertThrottle, clearConsecutive, insertEvent   *sql.Stmt
+	forgetFailure                                   *sql.Stmt
 
 	all []*sql.Stmt
 }
@@ -82,7 +82,6 @@ func (s *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{&s.insertFailure, w, `INSERT INTO throttle_failures (subject, method, at) VALUES (?, ?, ?)`},
 		{&s.upsertThrottle, w, `INSERT INTO throttles (subject, method, consecutive, last_failure) VALUES (?1, ?2, 1, ?3)
 ON CONFLICT (subject, method) DO UPDATE SET consecutive = consecutive + 1, last_failure = ?3`},
-		{&s.resetThrottle, w, `UPDATE throttles SET consecutive = 0 WHERE subject = ? AND method = ?`},
 		// No write when there is nothing to clear, as for most sign-ins.
 		{&s.clearConsecutive, w, `UPDATE throttles SET consecutive = 0 WHERE subject = ? AND method = ? AND consecutive <> 0`},
 		{&s.forgetFailure, w, `DELETE FROM throttle_failures WHERE rowid =

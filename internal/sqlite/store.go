@@ -493,20 +493,18 @@ func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since 
 // forgets the failure recorded at attempt; its other
 // failures stay counted in their window. An unknown key is not an error.
 func (db *DB) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt time.Time) error {
-	err := db.inTx(ctx, func(tx *sql.Tx) error { return db.resetThrottle(ctx, tx, key, attempt) })
+	subject, method := key.Subject, string(key.Method)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, db.st.clearConsecutive).ExecContext(ctx, subject, method); err != nil {
+			return err
+		}
+		_, err := tx.StmtContext(ctx, db.st.forgetFailure).ExecContext(ctx, subject, method, millis(attempt))
+		return err
+	})
 	if err != nil {
 		return wrap("reset throttle", err)
 	}
 	return nil
-}
-
-func (db *DB) resetThrottle(ctx context.Context, tx *sql.Tx, key mfa.ThrottleKey, attempt time.Time) error {
-	subject, method := key.Subject, string(key.Method)
-	if _, err := tx.StmtContext(ctx, db.st.resetThrottle).ExecContext(ctx, subject, method); err != nil {
-		return err
-	}
-	_, err := tx.StmtContext(ctx, db.st.forgetFailure).ExecContext(ctx, subject, method, millis(attempt))
-	return err
 }
 
 // DeleteStaleThrottles forgets failures before t and keys whose last

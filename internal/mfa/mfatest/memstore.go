@@ -297,7 +297,7 @@ func (m *MemStore) Session(ctx context.Context, id []byte) (*mfa.Session, error)
 func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.sessions[string(u.Old)]; !ok && u.Old != nil {
+	if _, ok := m.sessions[string(u.Old)]; u.Old != nil && !ok {
 		return false, nil
 	}
 	if _, ok := m.sessions[string(u.Next.ID)]; ok && !bytes.Equal(u.Next.ID, u.Old) {
@@ -466,20 +466,16 @@ func (m *MemStore) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, s
 func (m *MemStore) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.resetThrottle(key, attempt)
-	return nil
-}
-
-func (m *MemStore) resetThrottle(key mfa.ThrottleKey, attempt time.Time) {
 	th, ok := m.throttles[key]
 	if !ok {
-		return
+		return nil
 	}
 	th.consecutive = 0
 	attempt = storedTime(attempt)
 	if i := slices.IndexFunc(th.failures, attempt.Equal); i >= 0 {
 		th.failures = slices.Delete(th.failures, i, i+1)
 	}
+	return nil
 }
 
 // AddEvent stores e and sets e.ID.
