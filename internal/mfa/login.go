@@ -83,11 +83,38 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	if !started { // locked meanwhile by concurrent failures
 		return nil, s.passwordFailed(ctx, key, u.ID, c)
 	}
+	s.rehash(ctx, u, password)
 	res := &LoginResult{Token: token, Session: up.Next, User: u}
 	if f != nil {
 		res.Methods = []Method{MethodTOTP, MethodBackupCode}
 	}
 	return res, nil
+}
+
+// rehash stores a new hash of the user's right password when the stored
+// one was made under other parameters (older defaults, or weaker ones), so
+// that every account moves to the current cost at its next sign-in. It
+// spends one more hash, once. A busy hasher or a failed write leaves the
+// old hash, to try again at the next sign-in: the sign-in itself has
+// succeeded already.
+func (s *Service) rehash(ctx context.Context, u *User, password string) {
+	if !s.passwords.NeedsRehash(u.PasswordHash) {
+		return
+	}
+	phc, err := s.passwords.Hash(ctx, password)
+	if err != nil {
+		s.log.WarnContext(ctx, "rehash password: put off", "user_id", u.ID, "err", err)
+		return
+	}
+	// Only over the hash just checked: a password changed meanwhile stays.
+	swapped, err := s.store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, phc)
+	if err != nil {
+		s.log.ErrorContext(ctx, "rehash password", "user_id", u.ID, "err", err)
+		return
+	}
+	if swapped {
+		u.PasswordHash = phc
+	}
 }
 
 // passwordFailed records a wrong password (of a known user, when userID is

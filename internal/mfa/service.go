@@ -24,6 +24,9 @@ type PasswordHasher interface {
 	// VerifyDummy spends the time of one Verify, so that an unknown email
 	// address answers as slowly as a wrong password.
 	VerifyDummy(ctx context.Context, password string) error
+	// NeedsRehash reports whether phc was made under parameters other
+	// than the hasher's, so that a right password should be hashed again.
+	NeedsRehash(phc string) bool
 }
 
 // PasswordPolicy says whether a new password is acceptable; its error

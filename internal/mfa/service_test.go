@@ -190,6 +190,48 @@ func TestLoginWithoutTwoFactor(t *testing.T) {
 	}
 }
 
+// A hash made under other parameters is replaced at the next right
+// password, and only then.
+func TestLoginRehashesOtherParameters(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	old, err := password.NewHasher(password.Options{Time: 1, MemoryKiB: 32}).Hash(ctx, testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &mfa.User{Email: "ann@example.com", PasswordHash: old, CreatedAt: f.clock.Now()}
+	if err := f.store.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() string {
+		t.Helper()
+		got, err := f.store.UserByID(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.PasswordHash
+	}
+
+	_, err = f.svc.Login(ctx, u.Email, "not the password at all", client)
+	wantErr(t, err, mfa.ErrInvalidCredentials)
+	if stored() != old {
+		t.Fatal("a wrong password replaced the hash")
+	}
+
+	f.login(t, u.Email)
+	rehashed := stored()
+	if rehashed == old || f.hasher.NeedsRehash(rehashed) {
+		t.Fatalf("after a right password: hash %q, want one under the hasher's parameters", rehashed)
+	}
+	if ok, err := f.hasher.Hasher.Verify(ctx, rehashed, testPassword); err != nil || !ok {
+		t.Fatalf("the new hash does not verify the password: %v, %v", ok, err)
+	}
+	f.login(t, u.Email)
+	if stored() != rehashed {
+		t.Error("a current hash was replaced again")
+	}
+}
+
 func TestUnknownEmailLooksLikeWrongPassword(t *testing.T) {
 	f := newFixture(t)
 	f.user(t, "ann@example.com")

@@ -43,6 +43,10 @@ type Store interface {
 	UserByID(ctx context.Context, id int64) (*User, error)
 	UserByEmail(ctx context.Context, email string) (*User, error)
 	CountUsers(ctx context.Context) (int, error)
+	// ReplacePasswordHash swaps the user's password hash if it still equals
+	// old, and reports whether it did: a password changed meanwhile is
+	// never overwritten by a hash of the one before.
+	ReplacePasswordHash(ctx context.Context, userID int64, old, new string) (bool, error)
 
 	// Factors returns every factor of the user, pending ones included.
 	Factors(ctx context.Context, userID int64) ([]Factor, error)

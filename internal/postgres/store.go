@@ -13,7 +13,7 @@ import (
 )
 
 // Every method below keeps the contract of mfa.Store. Beyond it, as the
-// conformance suite checks: UpgradeSession and ReplaceFactorSecret
+// conformance suite checks: UpgradeSession and the Replace methods
 // answer false, nil for a row that does not exist; deletes of nothing are
 // not errors; TouchSession of a missing session is mfa.ErrNotFound; a user
 // ID that names no user is mfa.ErrNotFound.
@@ -188,6 +188,15 @@ func (db *DB) FactorsAfter(ctx context.Context, afterID int64, limit int) ([]mfa
 		return nil, nil
 	}
 	return db.queryFactors(ctx, "factors after", `SELECT `+factorColumns+` FROM factors WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
+}
+
+// ReplacePasswordHash swaps the user's password hash if it still equals old.
+func (db *DB) ReplacePasswordHash(ctx context.Context, userID int64, old, new string) (bool, error) {
+	ct, err := db.pool.Exec(ctx, `UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3`, new, userID, old)
+	if err != nil {
+		return false, wrap("replace password hash", err)
+	}
+	return ct.RowsAffected() > 0, nil
 }
 
 // ReplaceFactorSecret swaps the factor's secret if it still equals old.

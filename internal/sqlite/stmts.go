@@ -19,7 +19,7 @@ type stmts struct {
 	insertUser                                      *sql.Stmt
 	deletePending, insertFactor, confirmFactor      *sql.Stmt
 	deleteOtherFactors, deleteFactors, claimStep    *sql.Stmt
-	replaceSecret, deleteCodes, insertCode, useCode *sql.Stmt
+	replacePassword, replaceSecret, deleteCodes, insertCode, useCode *sql.Stmt
 	insertSession, deleteSession, touchSession      *sql.Stmt
 	deleteUserSessions, deleteExpired               *sql.Stmt
 	throttleStateW, pruneFailures, insertFailure    *sql.Stmt
@@ -68,6 +68,7 @@ func (s *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{&s.deleteOtherFactors, w, `DELETE FROM factors WHERE user_id = ? AND id <> ?`},
 		{&s.deleteFactors, w, `DELETE FROM factors WHERE user_id = ?`},
 		{&s.claimStep, w, `UPDATE factors SET last_step = ?1 WHERE id = ?2 AND last_step < ?1`},
+		{&s.replacePassword, w, `UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?`},
 		{&s.replaceSecret, w, `UPDATE factors SET secret = ? WHERE id = ? AND secret = ?`},
 		{&s.deleteCodes, w, `DELETE FROM backup_codes WHERE user_id = ?`},
 		{&s.insertCode, w, `INSERT INTO backup_codes (user_id, hash, used_at) VALUES (?, ?, ?)`},

@@ -10,7 +10,7 @@ import (
 )
 
 // Every method below keeps the contract of mfa.Store. Beyond it, as the
-// conformance suite checks: UpgradeSession and ReplaceFactorSecret
+// conformance suite checks: UpgradeSession and the Replace methods
 // answer false, nil for a row that does not exist; deletes of nothing are
 // not errors; TouchSession of a missing session is mfa.ErrNotFound; a user
 // ID that names no user is mfa.ErrNotFound.
@@ -177,6 +177,15 @@ func (db *DB) FactorsAfter(ctx context.Context, afterID int64, limit int) ([]mfa
 	}
 	rows, err := db.st.factorsAfter.QueryContext(ctx, afterID, limit)
 	return scanFactors(rows, err, "factors after")
+}
+
+// ReplacePasswordHash swaps the user's password hash if it still equals old.
+func (db *DB) ReplacePasswordHash(ctx context.Context, userID int64, old, new string) (bool, error) {
+	res, err := db.exec(ctx, db.st.replacePassword, new, userID, old)
+	if err != nil {
+		return false, wrap("replace password hash", err)
+	}
+	return affected(res, "replace password hash")
 }
 
 // ReplaceFactorSecret swaps the factor's secret if it still equals old.

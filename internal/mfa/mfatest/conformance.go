@@ -24,7 +24,7 @@ import (
 //   - IDs are never reused, not even those of deleted rows, so an ID read
 //     before a concurrent replacement never names the replacement;
 //   - stores copy byte slices in and out;
-//   - UpgradeSession and ReplaceFactorSecret answer false, nil
+//   - UpgradeSession and the Replace methods answer false, nil
 //     for a row that does not exist (it was deleted concurrently);
 //   - TouchSession of a missing session is mfa.ErrNotFound; DeleteSession,
 //     DeleteUserSessions and ResetThrottle of nothing are not errors;
@@ -174,6 +174,35 @@ func testUsers(t *testing.T, s mfa.Store) {
 		if n, err := s.CountUsers(ctx); err != nil || n != 2 {
 			t.Errorf("CountUsers: got %d, %v, want 2, nil", n, err)
 		}
+	})
+
+	t.Run("ReplacePasswordHash", func(t *testing.T) {
+		for _, tc := range []struct {
+			old, new string
+			want     bool
+			hash     string
+		}{
+			{"$argon2id$x", "$argon2id$y", false, b.PasswordHash}, // not the current hash
+			{b.PasswordHash, "$argon2id$b2", true, "$argon2id$b2"},
+			{b.PasswordHash, "$argon2id$b3", false, "$argon2id$b2"}, // changed meanwhile
+			{"$argon2id$b2", "$argon2id$b3", true, "$argon2id$b3"},
+		} {
+			got, err := s.ReplacePasswordHash(ctx, b.ID, tc.old, tc.new)
+			if err != nil || got != tc.want {
+				t.Errorf("ReplacePasswordHash(%q, %q): got %v, %v, want %v, nil", tc.old, tc.new, got, err, tc.want)
+			}
+			u, err := s.UserByEmail(ctx, b.Email)
+			if err != nil || u.PasswordHash != tc.hash || u.ID != b.ID {
+				t.Errorf("after ReplacePasswordHash(%q, %q): got %+v, %v, want hash %q", tc.old, tc.new, u, err, tc.hash)
+			}
+		}
+		if u, err := s.UserByID(ctx, a.ID); err != nil || u.PasswordHash != a.PasswordHash {
+			t.Errorf("ReplacePasswordHash changed another user: got %+v, %v", u, err)
+		}
+		if got, err := s.ReplacePasswordHash(ctx, b.ID+1000, "$argon2id$b3", "x"); got || err != nil {
+			t.Errorf("ReplacePasswordHash of a missing user: got %v, %v, want false, nil", got, err)
+		}
+		b.PasswordHash = "$argon2id$b3"
 	})
 
 	t.Run("Copies", func(t *testing.T) {

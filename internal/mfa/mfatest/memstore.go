@@ -132,6 +132,20 @@ func (m *MemStore) CountUsers(ctx context.Context) (int, error) {
 	return len(m.users), nil
 }
 
+// ReplacePasswordHash swaps the user's password hash if it still equals
+// old. A missing user swaps nothing: false, nil.
+func (m *MemStore) ReplacePasswordHash(ctx context.Context, userID int64, old, new string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[userID]
+	if !ok || u.PasswordHash != old {
+		return false, nil
+	}
+	u.PasswordHash = new
+	m.users[userID] = u
+	return true, nil
+}
+
 // Factors returns every factor of the user in ID order, pending ones included.
 func (m *MemStore) Factors(ctx context.Context, userID int64) ([]mfa.Factor, error) {
 	m.mu.Lock()
