@@ -16,15 +16,15 @@ type stmts struct {
 	factors, factorsAfter, unusedCodes *sql.Stmt
 	session, throttleState, events     *sql.Stmt
 	// write connection
-	insertUser                                                       *sql.Stmt
-	deletePending, insertFactor, confirmFactor                       *sql.Stmt
-	deleteOtherFactors, deleteFactors, claimStep                     *sql.Stmt
-	replacePassword, replaceSecret, deleteCodes, insertCode, useCode *sql.Stmt
-	insertSession, deleteSession, touchSession                       *sql.Stmt
-	deleteUserSessions, deleteExpired                                *sql.Stmt
-	throttleStateW, pruneFailures, insertFailure                     *sql.Stmt
-	upsertThrottle, clearConsecutive, insertEvent                    *sql.Stmt
-	forgetFailure                                                    *sql.Stmt
+	insertUser, replacePassword                     *sql.Stmt
+	deletePending, insertFactor, confirmFactor      *sql.Stmt
+	deleteOtherFactors, deleteFactors, claimStep    *sql.Stmt
+	replaceSecret, deleteCodes, insertCode, useCode *sql.Stmt
+	insertSession, deleteSession, touchSession      *sql.Stmt
+	deleteUserSessions, deleteExpired               *sql.Stmt
+	throttleStateW, pruneFailures, insertFailure    *sql.Stmt
+	upsertThrottle, clearConsecutive, insertEvent   *sql.Stmt
+	forgetFailure                                   *sql.Stmt
 
 	all []*sql.Stmt
 }
