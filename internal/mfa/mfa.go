@@ -92,6 +92,7 @@ const (
 	EventTwoFactorDisabled      EventType = "two_factor_disabled"
 	EventTwoFactorReset         EventType = "two_factor_reset"
 	EventBackupCodesRegenerated EventType = "backup_codes_regenerated"
+	EventPasswordChanged        EventType = "password_changed"
 )
 
 // Event is a security event of a user's account, shown to that user.

@@ -160,10 +160,8 @@ func (s *Service) CreateUser(ctx context.Context, email, password string, c Clie
 	if err != nil {
 		return nil, err
 	}
-	if s.policy != nil {
-		if err := s.policy.Check(password); err != nil {
-			return nil, &Error{Kind: KindInvalid, Code: "weak_password", Message: err.Error(), Err: err}
-		}
+	if err := s.checkPolicy(password); err != nil {
+		return nil, err
 	}
 	if _, err := s.store.UserByEmail(ctx, email); err == nil {
 		return nil, ErrEmailTaken
@@ -183,6 +181,18 @@ func (s *Service) CreateUser(ctx context.Context, email, password string, c Clie
 	}
 	s.record(ctx, u.ID, EventAccountCreated, c, "")
 	return u, nil
+}
+
+// checkPolicy refuses a new password the policy does not accept, with the
+// policy's reason.
+func (s *Service) checkPolicy(password string) error {
+	if s.policy == nil {
+		return nil
+	}
+	if err := s.policy.Check(password); err != nil {
+		return &Error{Kind: KindInvalid, Code: "weak_password", Message: err.Error(), Err: err}
+	}
+	return nil
 }
 
 // hashError turns a hasher failure into an Error. The hasher fails only when

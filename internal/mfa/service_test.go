@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -551,6 +552,69 @@ func TestSensitiveChangesNeedPassword(t *testing.T) {
 	}
 	if st, _ := f.svc.Status(ctx, u.ID); !st.TwoFactorEnabled {
 		t.Fatal("2FA turned off by a wrong password")
+	}
+}
+
+func TestChangePassword(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	f.enable(t, u)
+	stale := *u // as a request read it before the change below
+	here, elsewhere := f.login(t, u.Email), f.login(t, u.Email)
+	const next = "a new passphrase of several words"
+
+	unchanged := func(t *testing.T) {
+		t.Helper()
+		got, err := f.store.UserByID(ctx, u.ID)
+		if err != nil || got.PasswordHash != stale.PasswordHash {
+			t.Fatalf("password hash changed: %v", err)
+		}
+		for _, s := range []*mfa.LoginResult{here, elsewhere} {
+			if _, _, err := f.svc.PendingLogin(ctx, s.Token); err != nil {
+				t.Fatalf("a session ended: %v", err)
+			}
+		}
+	}
+	if _, err := f.svc.ChangePassword(ctx, u, "not my password", next, client); !errors.Is(err, mfa.ErrWrongPassword) {
+		t.Fatalf("with a wrong current password: got %v, want ErrWrongPassword", err)
+	}
+	unchanged(t)
+	if _, err := f.svc.ChangePassword(ctx, u, testPassword, "short", client); mfa.ErrorKind(err) != mfa.KindInvalid {
+		t.Fatalf("with a weak new password: got %v, want a KindInvalid error", err)
+	}
+	unchanged(t)
+
+	token, err := f.svc.ChangePassword(ctx, u, testPassword, next, client)
+	if err != nil {
+		t.Fatalf("ChangePassword: %v", err)
+	}
+	for _, s := range []*mfa.LoginResult{here, elsewhere} {
+		if _, _, err := f.svc.PendingLogin(ctx, s.Token); mfa.ErrorKind(err) != mfa.KindUnauthenticated {
+			t.Errorf("a session from before the change: got %v, want it ended", err)
+		}
+	}
+	if sess, got, err := f.svc.Authenticate(ctx, token); err != nil || got.ID != u.ID || sess.Level != mfa.LevelFull {
+		t.Fatalf("the new session: got %+v, %+v, %v, want user %d fully signed in", sess, got, err, u.ID)
+	}
+	if _, err := f.svc.Login(ctx, u.Email, testPassword, client); !errors.Is(err, mfa.ErrInvalidCredentials) {
+		t.Errorf("the old password: got %v, want ErrInvalidCredentials", err)
+	}
+	if res, err := f.svc.Login(ctx, u.Email, next, client); err != nil || !res.SecondFactorRequired() {
+		t.Errorf("the new password: got %+v, %v, want the second factor asked for", res, err)
+	}
+	evs, err := f.svc.Events(ctx, u.ID, 10)
+	if err != nil || !slices.ContainsFunc(evs, func(e mfa.Event) bool { return e.Type == mfa.EventPasswordChanged }) {
+		t.Errorf("events: got %+v, %v, want a password_changed event", evs, err)
+	}
+
+	// A request that read the user before the change, and knows the old
+	// password, does not overwrite the new one.
+	if _, err := f.svc.ChangePassword(ctx, &stale, testPassword, "yet another passphrase here", client); !errors.Is(err, mfa.ErrPasswordChanged) {
+		t.Fatalf("over a changed password: got %v, want ErrPasswordChanged", err)
+	}
+	if _, err := f.svc.Login(ctx, u.Email, next, client); err != nil {
+		t.Errorf("after the refused change, the new password: %v", err)
 	}
 }
 

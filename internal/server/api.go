@@ -217,6 +217,30 @@ func apiDisableTwoFactor(k *kit, svc *mfa.Service) http.Handler {
 	})
 }
 
+type passwordChangeRequest struct {
+	CurrentPassword string `json:"current_password"`
+	NewPassword     string `json:"new_password"`
+}
+
+// apiChangePassword answers 204 with a new session cookie: every session of
+// the user, this one included, has ended.
+func apiChangePassword(k *kit, svc *mfa.Service) http.Handler {
+	return withAPIUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
+		var req passwordChangeRequest
+		if err := decodeJSON(r, &req); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		token, err := svc.ChangePassword(r.Context(), u, req.CurrentPassword, req.NewPassword, k.client(r))
+		if err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		k.setToken(w, r, token)
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
 // eventLimit is how many recent events the API and the security page show.
 const eventLimit = 50
 

@@ -349,6 +349,39 @@ func TestAPIDisableTwoFactor(t *testing.T) {
 	}
 }
 
+func TestAPIChangePassword(t *testing.T) {
+	e := newEnv(t)
+	secret, _ := e.userWith2FA()
+	full := e.fullLogin(secret)
+	other := e.fullLogin(secret)
+	const next = "a brand new passphrase"
+	change := func(current, next string) response {
+		return e.do(request{method: "POST", path: "/api/v1/me/password", token: full,
+			body: map[string]string{"current_password": current, "new_password": next}})
+	}
+
+	change("wrong password here", next).wantError(t, http.StatusForbidden, "invalid_password")
+	change(testPassword, "short").wantError(t, http.StatusBadRequest, "weak_password")
+	e.do(request{method: "POST", path: "/api/v1/me/password", body: map[string]string{"current_password": testPassword, "new_password": next}}).
+		wantError(t, http.StatusUnauthorized, "unauthenticated")
+
+	r := change(testPassword, next)
+	r.wantStatus(t, http.StatusNoContent)
+	c := r.cookie(sessionName)
+	if c == nil || c.Value == "" || c.Value == full {
+		t.Fatalf("cookie after the change: got %+v, want a new session", c)
+	}
+	for _, old := range []string{full, other} {
+		e.do(request{method: "GET", path: "/api/v1/me", token: old}).wantError(t, http.StatusUnauthorized, "unauthenticated")
+	}
+	e.do(request{method: "GET", path: "/api/v1/me", token: c.Value}).wantStatus(t, http.StatusOK)
+	if _, status := e.login(testEmail, next); status != "second_factor_required" {
+		t.Errorf("login with the new password: got %q, want second_factor_required", status)
+	}
+	e.do(request{method: "POST", path: "/api/v1/login", body: map[string]string{"email": testEmail, "password": testPassword}}).
+		wantError(t, http.StatusUnauthorized, "invalid_credentials")
+}
+
 func TestAPILogout(t *testing.T) {
 	e := newEnv(t)
 	e.createUser(testEmail, testPassword)

@@ -85,6 +85,10 @@ type disablePage struct {
 	layout
 }
 
+type passwordPage struct {
+	layout
+}
+
 // withPageUser runs next for a fully signed-in user; anyone else is sent to
 // the sign-in page, a sign-in waiting for its second factor included.
 func withPageUser(k *kit, svc *mfa.Service, next func(w http.ResponseWriter, r *http.Request, u *mfa.User)) http.Handler {
@@ -429,6 +433,8 @@ func describeEvent(e mfa.Event) string {
 		return "Two-factor authentication reset by an administrator"
 	case mfa.EventBackupCodesRegenerated:
 		return "New backup codes created; the old ones no longer work"
+	case mfa.EventPasswordChanged:
+		return "Password changed; every other session was signed out"
 	}
 	if e.Detail != "" {
 		return string(e.Type) + ": " + e.Detail
@@ -606,6 +612,40 @@ func pageDisable(k *kit, svc *mfa.Service) http.Handler {
 		k.render(w, r, http.StatusOK, "disable", &disablePage{
 			layout: layout{Title: "Turn off two-factor authentication", User: u},
 		})
+	})
+}
+
+const passwordTitle = "Change your password"
+
+func pagePassword(k *kit, svc *mfa.Service) http.Handler {
+	return withPageUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
+		k.render(w, r, http.StatusOK, "password", &passwordPage{layout: layout{Title: passwordTitle, User: u}})
+	})
+}
+
+var errPasswordsDiffer = mfa.Errorf(mfa.KindInvalid, "passwords_differ",
+	"The two new passwords are not the same. Type the new password twice.")
+
+func pagePasswordSubmit(k *kit, svc *mfa.Service) http.Handler {
+	return withPageUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
+		if err := parseForm(r); err != nil {
+			k.fail(w, r, err)
+			return
+		}
+		var (
+			token string
+			err   error = errPasswordsDiffer
+		)
+		if next := r.PostFormValue("new_password"); next == r.PostFormValue("repeat_password") {
+			token, err = svc.ChangePassword(r.Context(), u, r.PostFormValue("current_password"), next, k.client(r))
+		}
+		if err != nil {
+			status, msg := k.formProblem(w, r, err)
+			k.render(w, r, status, "password", &passwordPage{layout: layout{Title: passwordTitle, User: u, Error: msg}})
+			return
+		}
+		k.setToken(w, r, token)
+		redirect(w, r, "/settings/security?msg=password_changed")
 	})
 }
 

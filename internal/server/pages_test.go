@@ -237,6 +237,45 @@ func TestPageSignInFlow(t *testing.T) {
 	p.mustContain(t, "<strong>9</strong> unused backup codes", "Signed in with password and a backup code", "A backup code was used")
 }
 
+func TestPageChangePassword(t *testing.T) {
+	e := newEnv(t)
+	e.createUser(testEmail, testPassword)
+	b, elsewhere := e.browser(), e.browser()
+	for _, c := range []*browser{b, elsewhere} {
+		c.post("/login", url.Values{"email": {testEmail}, "password": {testPassword}}).want(t, 200, "/dashboard")
+	}
+	p := b.get("/settings/security")
+	p.mustContain(t, `href="/settings/password"`)
+	p = b.get("/settings/password")
+	p.want(t, 200, "/settings/password")
+	p.mustContain(t, `<label for="current_password">`, `autocomplete="current-password"`, `<label for="new_password">`,
+		`autocomplete="new-password"`, `<label for="repeat_password">`)
+
+	const next = "a brand new passphrase"
+	for _, tt := range []struct {
+		current, next, repeat string
+		status                int
+		message               string
+	}{
+		{testPassword, next, next + "x", 400, "The two new passwords are not the same."},
+		{"wrong password here", next, next, 403, html.EscapeString(mfa.ErrWrongPassword.Message)},
+		{testPassword, "short", "short", 400, "at least 12 characters"},
+	} {
+		p = b.post("/settings/password", url.Values{"current_password": {tt.current}, "new_password": {tt.next}, "repeat_password": {tt.repeat}})
+		p.want(t, tt.status, "/settings/password")
+		p.mustContain(t, `role="alert"`, tt.message)
+	}
+	elsewhere.get("/dashboard").want(t, 200, "/dashboard") // nothing changed yet
+
+	p = b.post("/settings/password", url.Values{"current_password": {testPassword}, "new_password": {next}, "repeat_password": {next}})
+	p.want(t, 200, "/settings/security?msg=password_changed")
+	p.mustContain(t, "Your password has been changed.", "Password changed; every other session was signed out")
+	b.get("/dashboard").want(t, 200, "/dashboard")     // this browser got a new session
+	elsewhere.get("/dashboard").want(t, 200, "/login") // the other one is signed out
+	elsewhere.post("/login", url.Values{"email": {testEmail}, "password": {testPassword}}).want(t, 401, "/login")
+	elsewhere.post("/login", url.Values{"email": {testEmail}, "password": {next}}).want(t, 200, "/dashboard")
+}
+
 func TestPageLoginErrors(t *testing.T) {
 	e := newEnv(t)
 	e.createUser(testEmail, testPassword)
@@ -266,11 +305,11 @@ func TestPageLoginErrors(t *testing.T) {
 
 func TestProtectedPagesRedirect(t *testing.T) {
 	e := newEnv(t)
-	for _, path := range []string{"/dashboard", "/settings/security", "/settings/2fa/enable", "/settings/2fa/disable"} {
+	for _, path := range []string{"/dashboard", "/settings/security", "/settings/password", "/settings/2fa/enable", "/settings/2fa/disable"} {
 		e.do(request{method: "GET", path: path}).wantRedirect(t, "/login")
 		e.do(request{method: "GET", path: path, token: "forged-token"}).wantRedirect(t, "/login")
 	}
-	for _, path := range []string{"/settings/2fa/enable", "/settings/2fa/confirm", "/settings/2fa/backup-codes", "/settings/2fa/disable"} {
+	for _, path := range []string{"/settings/password", "/settings/2fa/enable", "/settings/2fa/confirm", "/settings/2fa/backup-codes", "/settings/2fa/disable"} {
 		e.do(request{method: "POST", path: path, form: true, body: "password=x"}).wantRedirect(t, "/login")
 	}
 	e.do(request{method: "GET", path: "/"}).wantRedirect(t, "/login")
@@ -482,7 +521,7 @@ func TestPagesHaveNoScriptOrInlineStyle(t *testing.T) {
 	inline := regexp.MustCompile(`(?i)<script|<style|\sstyle=|\son[a-z]+=|javascript:`)
 	for _, tt := range []struct{ path, token string }{
 		{"/login", ""}, {"/signup", ""}, {"/login/token", half}, {"/login/token?method=backup_code", half},
-		{"/dashboard", full}, {"/settings/security", full}, {"/settings/2fa/disable", full},
+		{"/dashboard", full}, {"/settings/security", full}, {"/settings/password", full}, {"/settings/2fa/disable", full},
 	} {
 		r := e.do(request{method: "GET", path: tt.path, token: tt.token})
 		r.wantStatus(t, http.StatusOK)

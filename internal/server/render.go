@@ -77,13 +77,14 @@ func (k *kit) formProblem(w http.ResponseWriter, r *http.Request, err error) (in
 // flashes are the only messages a ?msg= parameter can show: a key picks
 // one, so nothing a link carries is ever reflected into a page.
 var flashes = map[string]string{
-	"expired":         "Your sign-in has expired. Please sign in again.",
-	"signed_out":      "You have signed out.",
-	"account_created": "Your account has been created. Sign in to continue.",
-	"enabled":         "Two-factor authentication is on. You will be asked for a code from your authenticator app each time you sign in.",
-	"disabled":        "Two-factor authentication is off. Your account is now protected by your password only.",
-	"not_enabled":     "Two-factor authentication is not enabled.",
-	"already_enabled": "Two-factor authentication is already enabled.",
+	"expired":          "Your sign-in has expired. Please sign in again.",
+	"signed_out":       "You have signed out.",
+	"account_created":  "Your account has been created. Sign in to continue.",
+	"enabled":          "Two-factor authentication is on. You will be asked for a code from your authenticator app each time you sign in.",
+	"disabled":         "Two-factor authentication is off. Your account is now protected by your password only.",
+	"not_enabled":      "Two-factor authentication is not enabled.",
+	"already_enabled":  "Two-factor authentication is already enabled.",
+	"password_changed": "Your password has been changed. Every other session of your account has been signed out.",
 }
 
 func flash(r *http.Request) string { return flashes[r.URL.Query().Get("msg")] }

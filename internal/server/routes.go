@@ -19,6 +19,7 @@ func addRoutes(mux *http.ServeMux, k *kit, cfg Config) {
 	mux.Handle("POST /api/v1/me/totp/confirm", apiConfirmTOTP(k, svc))
 	mux.Handle("POST /api/v1/me/backup-codes", apiRegenerateBackupCodes(k, svc))
 	mux.Handle("POST /api/v1/me/two-factor/disable", apiDisableTwoFactor(k, svc))
+	mux.Handle("POST /api/v1/me/password", apiChangePassword(k, svc))
 	mux.Handle("GET /api/v1/me/events", apiEvents(k, svc))
 	mux.Handle("GET /healthz", handleHealthz())
 
@@ -38,6 +39,8 @@ func addRoutes(mux *http.ServeMux, k *kit, cfg Config) {
 	mux.Handle("POST /setup", pageSetupSubmit(k, svc, setup))
 	mux.Handle("GET /dashboard", pageDashboard(k, svc))
 	mux.Handle("GET /settings/security", pageSecurity(k, svc))
+	mux.Handle("GET /settings/password", pagePassword(k, svc))
+	mux.Handle("POST /settings/password", pagePasswordSubmit(k, svc))
 	mux.Handle("GET /settings/2fa/enable", pageEnable(k, svc))
 	mux.Handle("POST /settings/2fa/enable", pageEnableSubmit(k, svc))
 	mux.Handle("POST /settings/2fa/confirm", pageConfirm(k, svc))
