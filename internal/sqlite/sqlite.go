@@ -41,6 +41,7 @@ type DB struct {
 	committed       chan struct{} // the writer's nudge to the checkpointer
 	checkpointsDone chan struct{}
 	walPages        atomic.Int64 // the WAL's size at the checkpointer's last pass
+	commits         atomic.Int64 // the writer's commits so far
 }
 
 var _ mfa.Store = (*DB)(nil)
@@ -350,6 +351,7 @@ func (db *DB) writer() {
 				restartAbove = pages + int64(walBound)
 			}
 		}
+		db.commits.Add(1)
 		select {
 		case db.committed <- struct{}{}:
 		default: // the checkpointer has a nudge waiting already
@@ -357,17 +359,46 @@ func (db *DB) writer() {
 	}
 }
 
+// checkpointEvery is how many of the writer's commits a checkpoint pass
+// waits for, checkpointDelay how long at most after the first of them. A
+// pass copies each page once, in its latest version, and ends with two
+// fsyncs: under load, passes over several commits copy the pages that
+// every sign-in writes (the sessions, throttles and events at the end of
+// their tables) once instead of once per commit. Measured in the
+// loadtest's phase 1 against a pass after every commit: 18-49% more
+// verifications/s. The lag stays a few hundred pages, which the writer's
+// own checkpoint at walBound copies quickly. Variables for tests.
+var (
+	checkpointEvery int64 = 8
+	checkpointDelay       = 10 * time.Millisecond
+)
+
 // checkpointer copies the WAL into the database after the writer's commits,
 // until Close. A passive checkpoint waits for neither readers nor the
 // writer, and the writer does not wait for it.
 func (db *DB) checkpointer() {
 	defer close(db.checkpointsDone)
+	var passedAt int64 // commits at the last pass
+	delay := time.NewTimer(0)
 	for {
 		select {
 		case <-db.quit:
 			return
 		case <-db.committed:
 		}
+		delay.Reset(checkpointDelay)
+	gather:
+		for db.commits.Load()-passedAt < checkpointEvery {
+			select {
+			case <-db.quit:
+				return
+			case <-db.committed:
+			case <-delay.C:
+				break gather
+			}
+		}
+		delay.Stop()
+		passedAt = db.commits.Load()
 		// An error (the file busy) only puts the work off to the next commit.
 		var busy, walPages, copied int64
 		err := db.ck.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &walPages, &copied)

@@ -1,11 +1,13 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -239,6 +241,42 @@ func TestQueryPlans(t *testing.T) {
 			}
 		}
 		rows.Close()
+	}
+}
+
+// A lone commit, short of the checkpointEvery a pass waits for, still
+// reaches the database file itself within checkpointDelay or so.
+func TestCheckpointerCopiesLoneCommit(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	u := &mfa.User{Email: "ann@example.com", PasswordHash: "h", CreatedAt: time.Now()}
+	if err := db.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the checkpointer has passed over the CreateUser, then
+	// write once more: the one commit to watch.
+	waitFor(t, func() bool { return db.walPages.Load() > 0 })
+	marker := "lone-commit-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := db.AddEvent(ctx, &mfa.Event{UserID: u.ID, Type: mfa.EventLogout, At: time.Now(), Detail: marker}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		b, err := os.ReadFile(db.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Contains(b, []byte(marker))
+	})
+}
+
+// waitFor polls cond for up to 10 s, generous for a loaded machine: the
+// checkpointer acts within milliseconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the checkpointer did not copy the commit into the database file within 10 s")
+		}
 	}
 }
 
