@@ -72,7 +72,7 @@ var pragmas = []string{
 
 // walBound is the WAL's size in pages at which the writer checkpoints.
 // The checkpointer connection copies the WAL into the database beside the
-// writer, after each commit, so that no write waits for a checkpoint's
+// writer (see checkpointEvery), so that no write waits for a checkpoint's
 // fsyncs. The writer's own checkpoint then finds nearly every page copied,
 // so it is short, and once it has caught up the next write starts the WAL
 // over, which a checkpoint beside a busy writer never manages alone (the
