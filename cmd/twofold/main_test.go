@@ -334,6 +334,49 @@ func TestRefusesNewKeysBesideOldDatabase(t *testing.T) {
 	}
 }
 
+// TestServeRefusesOtherKeyFile: an installation given another's key file
+// (both valid, neither missing) stops at start-up, instead of failing every
+// sign-in with an authenticator app.
+func TestServeRefusesOtherKeyFile(t *testing.T) {
+	data, other := t.TempDir(), t.TempDir()
+	ctx := context.Background()
+	a, err := openApp(ctx, Config{Data: data}, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = enrollUser(ctx, a.service, "ann@example.com")
+	if cerr := a.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func() error {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		return run(ctx, []string{"twofold", "serve", "--addr", "127.0.0.1:0", "--data", data}, noEnv, strings.NewReader(""), io.Discard, io.Discard)
+	}
+	// With its own key file, the check passes: serve runs until stopped.
+	if _, out := startServer(t, data); strings.Contains(out.String(), "cannot open") {
+		t.Fatalf("serve with its own key file:\n%s", out)
+	}
+
+	if _, err := runCmd(t, "", "migrate", "--data", other); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := os.ReadFile(filepath.Join(other, keyringFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, keyringFile), keys, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = serve()
+	if err == nil || !strings.Contains(err.Error(), "cannot open the TOTP secrets") || !strings.Contains(err.Error(), keyringFile) {
+		t.Fatalf("serve with another installation's key file: got %v, want a refusal naming %s", err, keyringFile)
+	}
+}
+
 func TestDatabaseFlag(t *testing.T) {
 	data := t.TempDir()
 	other := filepath.Join(t.TempDir(), "elsewhere.db")

@@ -42,6 +42,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer a.Close()
+	if err := a.service.CheckSecrets(ctx); err != nil {
+		return fmt.Errorf("%w; use the %s that was in %s with this database, from a backup or from another instance",
+			err, keyringFile, cfg.Data)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

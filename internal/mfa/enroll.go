@@ -353,6 +353,25 @@ func (s *Service) checkBackupCode(ctx context.Context, userID int64, code string
 	return match, match != 0, nil
 }
 
+// CheckSecrets opens the oldest stored TOTP secret, so that a server
+// started with key files other than those that sealed its database (an
+// instance given another's files, a wrong backup) stops at start-up with a
+// clear error instead of failing every sign-in with an authenticator app.
+// A database without factors passes.
+func (s *Service) CheckSecrets(ctx context.Context) error {
+	fs, err := s.store.FactorsAfter(ctx, 0, 1)
+	if err != nil {
+		return fmt.Errorf("mfa: check secrets: %w", err)
+	}
+	if len(fs) == 0 {
+		return nil
+	}
+	if _, err := s.cipher.Open(fs[0].Secret, totpAD(fs[0].UserID)); err != nil {
+		return fmt.Errorf("the key file cannot open the TOTP secrets stored in the database (factor %d): %w", fs[0].ID, err)
+	}
+	return nil
+}
+
 // ResealSecrets re-encrypts every TOTP secret under the Cipher's current
 // key, for key rotation. progress, if not nil, is called after each batch.
 // Secrets still sealed under an old key keep working throughout.
