@@ -61,7 +61,7 @@ var (
 	ErrEmailTaken         = &Error{Kind: KindConflict, Code: "email_taken", Message: "An account with this email address already exists."}
 	ErrNotEnabled         = &Error{Kind: KindConflict, Code: "two_factor_not_enabled", Message: "Two-factor authentication is not enabled."}
 	ErrAlreadyEnabled     = &Error{Kind: KindConflict, Code: "two_factor_already_enabled", Message: "Two-factor authentication is already enabled."}
-	ErrPasswordChanged    = &Error{Kind: KindConflict, Code: "password_changed_meanwhile", Message: "Your password was changed at the same moment from elsewhere. Try again."}
+	ErrPasswordChanged    = &Error{Kind: KindConflict, Code: "password_changed_meanwhile", Message: "Your password was changed at the same moment from elsewhere. Sign in again."}
 	ErrNoEnrollment       = &Error{Kind: KindConflict, Code: "no_pending_enrollment", Message: "Start the setup again: no authenticator app is waiting for confirmation."}
 	ErrMethodUnavailable  = &Error{Kind: KindInvalid, Code: "method_unavailable", Message: "That sign-in method is not available for this account."}
 )

@@ -83,12 +83,49 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	if !started { // locked meanwhile by concurrent failures
 		return nil, s.passwordFailed(ctx, key, u.ID, c)
 	}
+	held, err := s.passwordStillHolds(ctx, u, password, id)
+	if err != nil {
+		return nil, fmt.Errorf("mfa: login: %w", err)
+	}
+	if !held {
+		return nil, s.passwordFailed(ctx, key, u.ID, c)
+	}
 	s.rehash(ctx, u, password)
 	res := &LoginResult{Token: token, Session: up.Next, User: u}
 	if f != nil {
 		res.Methods = []Method{MethodTOTP, MethodBackupCode}
 	}
 	return res, nil
+}
+
+// passwordStillHolds guards a sign-in against a password change that ran
+// while its hash was checked: a session started after the change has ended
+// every session, with the old password, would outlive it. So once the
+// session is written, the stored hash is read again. Either this read comes
+// before the change's swap, and the change's last DeleteUserSessions, later
+// still, ends the session; or it sees the new hash, and the session is
+// deleted here. A hash that changed only because a sign-in rehashed the
+// same password lets the session stand, at the cost of one more hash.
+func (s *Service) passwordStillHolds(ctx context.Context, u *User, password string, sessionID []byte) (bool, error) {
+	fresh, err := s.store.UserByID(ctx, u.ID)
+	if err != nil {
+		return false, err
+	}
+	if fresh.PasswordHash == u.PasswordHash {
+		return true, nil
+	}
+	ok, err := s.passwords.Verify(ctx, fresh.PasswordHash, password)
+	if err != nil {
+		return false, s.hashError("login", err)
+	}
+	if ok {
+		u.PasswordHash = fresh.PasswordHash
+		return true, nil
+	}
+	if err := s.store.DeleteSession(ctx, sessionID); err != nil {
+		return false, err
+	}
+	return false, nil
 }
 
 // rehash stores a new hash of the user's right password when the stored

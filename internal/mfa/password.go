@@ -12,10 +12,12 @@ import (
 // The caller's client gets a new fully signed-in session, whose token is
 // returned.
 //
-// The hash is swapped only over the one just checked, so of two changes at
-// once one fails with ErrPasswordChanged. Should the new session fail to
-// start after the swap, the user is signed out everywhere and signs in
-// again with the new password: the safe side of a half-done change.
+// The sessions end before the swap as well as after it, so that whatever
+// fails midway, no session from before the change outlives it: the user
+// is then signed out and signs in again, with whichever password holds.
+// The hash is swapped only over the one just checked (or a rehash of the
+// same password by a sign-in meanwhile): of two changes at once, one fails
+// with ErrPasswordChanged.
 func (s *Service) ChangePassword(ctx context.Context, u *User, current, next string, c Client) (token string, err error) {
 	if err := s.checkPolicy(next); err != nil {
 		return "", err
@@ -27,14 +29,13 @@ func (s *Service) ChangePassword(ctx context.Context, u *User, current, next str
 	if err != nil {
 		return "", s.hashError("change password", err)
 	}
-	swapped, err := s.store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, phc)
-	if err != nil {
-		return "", fmt.Errorf("mfa: change password: %w", err)
+	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
+		return "", fmt.Errorf("mfa: change password: end sessions: %w", err)
 	}
-	if !swapped {
-		return "", ErrPasswordChanged
+	if err := s.swapPassword(ctx, u, current, phc); err != nil {
+		return "", err
 	}
-	u.PasswordHash = phc
+	// Sign-ins with the old password that started a session meanwhile.
 	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
 		return "", fmt.Errorf("mfa: change password: end sessions: %w", err)
 	}
@@ -46,7 +47,40 @@ func (s *Service) ChangePassword(ctx context.Context, u *User, current, next str
 	now := s.clock()
 	sess := &Session{ID: id, UserID: u.ID, Level: LevelFull, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.absolute), IP: c.IP}
 	if err := s.store.CreateSession(ctx, sess); err != nil {
-		return "", fmt.Errorf("mfa: change password: new session: %w", err)
+		return "", &Error{Kind: KindUnauthenticated, Code: "sign_in_again",
+			Message: "Your password has been changed. Sign in again with the new password.",
+			Err:     fmt.Errorf("mfa: change password: new session: %w", err)}
 	}
 	return token, nil
+}
+
+// swapPassword stores phc over the hash u was read with. If that hash has
+// gone, a sign-in may have rehashed the same password meanwhile: the swap
+// is retried once over the stored hash if current still opens it.
+func (s *Service) swapPassword(ctx context.Context, u *User, current, phc string) error {
+	for retried := false; ; retried = true {
+		swapped, err := s.store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, phc)
+		if err != nil {
+			return fmt.Errorf("mfa: change password: %w", err)
+		}
+		if swapped {
+			u.PasswordHash = phc
+			return nil
+		}
+		if retried {
+			return ErrPasswordChanged
+		}
+		fresh, err := s.store.UserByID(ctx, u.ID)
+		if err != nil {
+			return fmt.Errorf("mfa: change password: %w", err)
+		}
+		ok, err := s.passwords.Verify(ctx, fresh.PasswordHash, current)
+		if err != nil {
+			return s.hashError("change password", err)
+		}
+		if !ok {
+			return ErrPasswordChanged
+		}
+		u.PasswordHash = fresh.PasswordHash
+	}
 }

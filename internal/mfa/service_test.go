@@ -559,21 +559,22 @@ func TestChangePassword(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
-	f.enable(t, u)
 	stale := *u // as a request read it before the change below
 	here, elsewhere := f.login(t, u.Email), f.login(t, u.Email)
 	const next = "a new passphrase of several words"
 
+	signedIn := func(s *mfa.LoginResult) bool {
+		_, _, err := f.svc.Authenticate(ctx, s.Token)
+		return err == nil
+	}
 	unchanged := func(t *testing.T) {
 		t.Helper()
 		got, err := f.store.UserByID(ctx, u.ID)
 		if err != nil || got.PasswordHash != stale.PasswordHash {
 			t.Fatalf("password hash changed: %v", err)
 		}
-		for _, s := range []*mfa.LoginResult{here, elsewhere} {
-			if _, _, err := f.svc.PendingLogin(ctx, s.Token); err != nil {
-				t.Fatalf("a session ended: %v", err)
-			}
+		if !signedIn(here) || !signedIn(elsewhere) {
+			t.Fatal("a session ended")
 		}
 	}
 	if _, err := f.svc.ChangePassword(ctx, u, "not my password", next, client); !errors.Is(err, mfa.ErrWrongPassword) {
@@ -589,10 +590,8 @@ func TestChangePassword(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ChangePassword: %v", err)
 	}
-	for _, s := range []*mfa.LoginResult{here, elsewhere} {
-		if _, _, err := f.svc.PendingLogin(ctx, s.Token); mfa.ErrorKind(err) != mfa.KindUnauthenticated {
-			t.Errorf("a session from before the change: got %v, want it ended", err)
-		}
+	if signedIn(here) || signedIn(elsewhere) {
+		t.Error("a session from before the change still works")
 	}
 	if sess, got, err := f.svc.Authenticate(ctx, token); err != nil || got.ID != u.ID || sess.Level != mfa.LevelFull {
 		t.Fatalf("the new session: got %+v, %+v, %v, want user %d fully signed in", sess, got, err, u.ID)
@@ -600,8 +599,8 @@ func TestChangePassword(t *testing.T) {
 	if _, err := f.svc.Login(ctx, u.Email, testPassword, client); !errors.Is(err, mfa.ErrInvalidCredentials) {
 		t.Errorf("the old password: got %v, want ErrInvalidCredentials", err)
 	}
-	if res, err := f.svc.Login(ctx, u.Email, next, client); err != nil || !res.SecondFactorRequired() {
-		t.Errorf("the new password: got %+v, %v, want the second factor asked for", res, err)
+	if _, err := f.svc.Login(ctx, u.Email, next, client); err != nil {
+		t.Errorf("the new password: %v", err)
 	}
 	evs, err := f.svc.Events(ctx, u.ID, 10)
 	if err != nil || !slices.ContainsFunc(evs, func(e mfa.Event) bool { return e.Type == mfa.EventPasswordChanged }) {
@@ -615,6 +614,115 @@ func TestChangePassword(t *testing.T) {
 	}
 	if _, err := f.svc.Login(ctx, u.Email, next, client); err != nil {
 		t.Errorf("after the refused change, the new password: %v", err)
+	}
+}
+
+// A change read before a sign-in rehashed the same password still goes
+// through: the password did not change.
+func TestChangePasswordAfterRehash(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	old, err := password.NewHasher(password.Options{Time: 1, MemoryKiB: 32}).Hash(ctx, testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &mfa.User{Email: "ann@example.com", PasswordHash: old, CreatedAt: f.clock.Now()}
+	if err := f.store.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	stale := *u
+	f.login(t, u.Email) // rehashes
+	const next = "a new passphrase of several words"
+	if _, err := f.svc.ChangePassword(ctx, &stale, testPassword, next, client); err != nil {
+		t.Fatalf("ChangePassword after a rehash: %v", err)
+	}
+	if _, err := f.svc.Login(ctx, u.Email, next, client); err != nil {
+		t.Errorf("the new password: %v", err)
+	}
+}
+
+// hookStore runs hook once, around the first UpgradeSession of a password
+// step: before the session is written, or after.
+type hookStore struct {
+	mfa.Store
+	after bool
+	once  sync.Once
+	hook  func()
+}
+
+func (h *hookStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
+	if u.Old != nil {
+		return h.Store.UpgradeSession(ctx, u)
+	}
+	if !h.after {
+		h.once.Do(h.hook)
+	}
+	ok, err := h.Store.UpgradeSession(ctx, u)
+	if h.after {
+		h.once.Do(h.hook)
+	}
+	return ok, err
+}
+
+// A sign-in whose password was right when checked, but changed before its
+// session was written (or right after), gets no session that outlives the
+// change.
+func TestSignInRacingPasswordChange(t *testing.T) {
+	for _, after := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ChangeBeforeSessionWritten", true: "ChangeAfterSessionWritten"}[after], func(t *testing.T) {
+			hs := &hookStore{after: after}
+			f := newFixtureWith(t, func(s mfa.Store) mfa.Store { hs.Store = s; return hs })
+			ctx := context.Background()
+			u := f.user(t, "ann@example.com")
+			const next = "a new passphrase of several words"
+			var changed string
+			hs.hook = func() {
+				var err error
+				if changed, err = f.svc.ChangePassword(ctx, u, testPassword, next, client); err != nil {
+					t.Errorf("ChangePassword: %v", err)
+				}
+			}
+			res, err := f.svc.Login(ctx, u.Email, testPassword, client)
+			if err == nil {
+				if _, _, aerr := f.svc.Authenticate(ctx, res.Token); aerr == nil {
+					t.Fatal("a sign-in with the old password kept a session past the change")
+				}
+			} else if !errors.Is(err, mfa.ErrInvalidCredentials) {
+				t.Fatalf("the racing sign-in: got %v, want ErrInvalidCredentials", err)
+			}
+			if _, _, err := f.svc.Authenticate(ctx, changed); err != nil {
+				t.Errorf("the session of the change: %v", err)
+			}
+		})
+	}
+}
+
+// failSecondDelete fails the second DeleteUserSessions of a user: a
+// password change that fails after its swap.
+type failSecondDelete struct {
+	mfa.Store
+	calls atomic.Int64
+}
+
+func (s *failSecondDelete) DeleteUserSessions(ctx context.Context, userID int64) error {
+	if s.calls.Add(1) == 2 {
+		return errors.New("disk gone")
+	}
+	return s.Store.DeleteUserSessions(ctx, userID)
+}
+
+// A change that fails midway leaves no session from before it.
+func TestChangePasswordFailingMidwayEndsSessions(t *testing.T) {
+	fs := &failSecondDelete{}
+	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { fs.Store = s; return fs })
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	intruder := f.login(t, u.Email)
+	if _, err := f.svc.ChangePassword(ctx, u, testPassword, "a new passphrase of several words", client); err == nil {
+		t.Fatal("ChangePassword succeeded over a failing store")
+	}
+	if _, _, err := f.svc.Authenticate(ctx, intruder.Token); err == nil {
+		t.Error("a session from before the failed change still works")
 	}
 }
 
