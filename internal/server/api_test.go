@@ -368,8 +368,8 @@ func TestAPIChangePassword(t *testing.T) {
 	r := change(testPassword, next)
 	r.wantStatus(t, http.StatusNoContent)
 	c := r.cookie(sessionName)
-	if c == nil || c.Value == "" || c.Value == full {
-		t.Fatalf("cookie after the change: got %+v, want a new session", c)
+	if c == nil || c.Value == "" || c.Value == full || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
+		t.Fatalf("cookie after the change: got %+v, want a new HttpOnly, SameSite=Lax session", c)
 	}
 	for _, old := range []string{full, other} {
 		e.do(request{method: "GET", path: "/api/v1/me", token: old}).wantError(t, http.StatusUnauthorized, "unauthenticated")
@@ -380,6 +380,24 @@ func TestAPIChangePassword(t *testing.T) {
 	}
 	e.do(request{method: "POST", path: "/api/v1/login", body: map[string]string{"email": testEmail, "password": testPassword}}).
 		wantError(t, http.StatusUnauthorized, "invalid_credentials")
+}
+
+// Guessing the current password to change it is throttled as signing in is.
+func TestAPIChangePasswordThrottled(t *testing.T) {
+	e := newEnv(t)
+	e.createUser(testEmail, testPassword)
+	token, _ := e.login(testEmail, testPassword)
+	change := func(current string) response {
+		return e.do(request{method: "POST", path: "/api/v1/me/password", token: token,
+			body: map[string]string{"current_password": current, "new_password": "a brand new passphrase"}})
+	}
+	for i := range mfa.FreeFailures {
+		change("wrong password " + strconv.Itoa(i)).wantError(t, http.StatusForbidden, "invalid_password")
+	}
+	r := change(testPassword)
+	r.wantError(t, http.StatusTooManyRequests, "rate_limited")
+	wantRetryAfter(t, r)
+	e.do(request{method: "GET", path: "/api/v1/me", token: token}).wantStatus(t, http.StatusOK) // nothing changed
 }
 
 func TestAPILogout(t *testing.T) {
