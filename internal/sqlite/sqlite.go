@@ -42,6 +42,7 @@ type DB struct {
 	checkpointsDone chan struct{}
 	walPages        atomic.Int64 // the WAL's size at the checkpointer's last pass
 	commits         atomic.Int64 // the writer's commits so far
+	passes          atomic.Int64 // the checkpointer's passes so far
 }
 
 var _ mfa.Store = (*DB)(nil)
@@ -405,6 +406,7 @@ func (db *DB) checkpointer() {
 		if err == nil {
 			db.walPages.Store(walPages)
 		}
+		db.passes.Add(1)
 	}
 }
 

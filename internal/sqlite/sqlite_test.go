@@ -269,6 +269,40 @@ func TestCheckpointerCopiesLoneCommit(t *testing.T) {
 	})
 }
 
+// Under a stream of commits, a pass waits for checkpointEvery of them: with
+// the delay out of reach, one commit short brings no pass, and Close stops
+// the waiting checkpointer; the last commit brings the pass.
+func TestCheckpointerWaitsForCommits(t *testing.T) {
+	defer func(d time.Duration) { checkpointDelay = d }(checkpointDelay)
+	checkpointDelay = time.Hour
+	ctx := context.Background()
+	commitUpTo := func(db *DB, n int64) {
+		t.Helper()
+		for i := 0; db.commits.Load() < n; i++ {
+			u := &mfa.User{Email: "u" + strconv.Itoa(i) + "@example.com", PasswordHash: "h", CreatedAt: time.Now()}
+			if err := db.CreateUser(ctx, u); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "twofold.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitUpTo(db, checkpointEvery-1)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.passes.Load(); n != 0 {
+		t.Fatalf("%d passes after %d commits, want none before %d", n, db.commits.Load(), checkpointEvery)
+	}
+
+	db = openTest(t)
+	commitUpTo(db, checkpointEvery)
+	waitFor(t, func() bool { return db.passes.Load() == 1 })
+}
+
 // waitFor polls cond for up to 10 s, generous for a loaded machine: the
 // checkpointer acts within milliseconds.
 func waitFor(t *testing.T, cond func() bool) {
