@@ -45,19 +45,19 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 func cmdUser(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	const synopsis = "user add|reset-2fa [flags] EMAIL"
+	const synopsis = "user add|set-password|reset-2fa [flags] EMAIL"
 	if len(args) == 0 {
 		fmt.Fprintf(stderr, "Usage: twofold %s\n", synopsis)
 		return errUsage
 	}
 	sub := args[0]
 	var cfg Config
-	fs := newFlagSet("user "+sub, strings.Replace(synopsis, "add|reset-2fa", sub, 1), getenv, stderr)
+	fs := newFlagSet("user "+sub, strings.Replace(synopsis, "add|set-password|reset-2fa", sub, 1), getenv, stderr)
 	fs.dataFlag(&cfg)
 	if err := fs.parse(args[1:]); err != nil {
 		return err
 	}
-	if sub != "add" && sub != "reset-2fa" {
+	if sub != "add" && sub != "set-password" && sub != "reset-2fa" {
 		fmt.Fprintf(stderr, "twofold: unknown command \"user %s\"\nUsage: twofold %s\n", sub, synopsis)
 		return errUsage
 	}
@@ -82,6 +82,13 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 	pw, err := readPassword(stdin)
 	if err != nil {
 		return err
+	}
+	if sub == "set-password" {
+		if err := a.service.SetPassword(ctx, email, pw, cliClient); err != nil {
+			return userError(err)
+		}
+		fmt.Fprintf(stdout, "the password of %s is changed; their sessions have ended\n", email)
+		return nil
 	}
 	u, err := a.service.CreateUser(ctx, email, pw, cliClient)
 	if err != nil {

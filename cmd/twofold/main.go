@@ -36,6 +36,9 @@ Usage:
   twofold migrate --from sqlite:PATH --to postgres://...
                               copy an installation's data to PostgreSQL
   twofold user add EMAIL      create an account; the password is read from stdin
+  twofold user set-password EMAIL
+                              give a user who forgot the password a new one,
+                              read from stdin; their sessions end
   twofold user reset-2fa EMAIL
                               turn two-factor authentication off for a user
                               who lost the phone (recorded as an event)

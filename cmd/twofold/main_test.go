@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twofold/twofold/internal/mfa"
 	"github.com/twofold/twofold/otp"
 )
 
@@ -331,6 +333,37 @@ func TestRefusesNewKeysBesideOldDatabase(t *testing.T) {
 				t.Errorf("%s was created anew", name)
 			}
 		})
+	}
+}
+
+func TestUserSetPassword(t *testing.T) {
+	data := t.TempDir()
+	const old, next = "the first passphrase here", "a brand new passphrase"
+	if msg, err := runCmd(t, old+"\n", "user", "add", "--data", data, "ann@example.com"); err != nil {
+		t.Fatalf("user add: %v %s", err, msg)
+	}
+	if _, err := runCmd(t, next+"\n", "user", "set-password", "--data", data, "nobody@example.com"); err == nil || !strings.Contains(err.Error(), "No account has the email address") {
+		t.Fatalf("an unknown account: got %v", err)
+	}
+	if _, err := runCmd(t, "short\n", "user", "set-password", "--data", data, "ann@example.com"); err == nil || !strings.Contains(err.Error(), "12 characters") {
+		t.Fatalf("a weak password: got %v", err)
+	}
+	msg, err := runCmd(t, next+"\n", "user", "set-password", "--data", data, "ann@example.com")
+	if err != nil || !strings.Contains(msg, "sessions have ended") {
+		t.Fatalf("user set-password: %v %s", err, msg)
+	}
+
+	ctx := context.Background()
+	a, err := openApp(ctx, Config{Data: data}, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.service.Login(ctx, "ann@example.com", old, cliClient); !errors.Is(err, mfa.ErrInvalidCredentials) {
+		t.Errorf("the old password: got %v, want ErrInvalidCredentials", err)
+	}
+	if _, err := a.service.Login(ctx, "ann@example.com", next, cliClient); err != nil {
+		t.Errorf("the new password: %v", err)
 	}
 }
 

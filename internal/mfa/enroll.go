@@ -259,15 +259,9 @@ func (s *Service) requireEnabled(ctx context.Context, u *User, password string, 
 // factor, backup code and session of the account is removed, so the next
 // sign-in needs only the password.
 func (s *Service) ResetTwoFactor(ctx context.Context, email string, c Client) error {
-	email, err := NormalizeEmail(email)
+	u, err := s.supportedUser(ctx, email)
 	if err != nil {
 		return err
-	}
-	u, err := s.store.UserByEmail(ctx, email)
-	if errors.Is(err, ErrNotFound) {
-		return Errorf(KindNotFound, "user_not_found", "No account has the email address %s.", email)
-	} else if err != nil {
-		return fmt.Errorf("mfa: reset: %w", err)
 	}
 	if err := s.store.DeleteFactors(ctx, u.ID); err != nil {
 		return fmt.Errorf("mfa: reset: %w", err)
@@ -286,6 +280,21 @@ const (
 	backupCodeLength = 12
 	backupAlphabet   = "0123456789abcdefghjkmnpqrstvwxyz"
 )
+
+// supportedUser finds the account a support command names by email.
+func (s *Service) supportedUser(ctx context.Context, email string) (*User, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.store.UserByEmail(ctx, email)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(KindNotFound, "user_not_found", "No account has the email address %s.", email)
+	} else if err != nil {
+		return nil, fmt.Errorf("mfa: find user: %w", err)
+	}
+	return u, nil
+}
 
 // newBackupCodes returns fresh codes for display (grouped "xxxx-xxxx-xxxx")
 // and their keyed hashes for the store.

@@ -93,6 +93,7 @@ const (
 	EventTwoFactorReset         EventType = "two_factor_reset"
 	EventBackupCodesRegenerated EventType = "backup_codes_regenerated"
 	EventPasswordChanged        EventType = "password_changed"
+	EventPasswordReset          EventType = "password_reset"
 )
 
 // Event is a security event of a user's account, shown to that user.

@@ -617,6 +617,43 @@ func TestChangePassword(t *testing.T) {
 	}
 }
 
+func TestSetPassword(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	secret, _ := f.enable(t, u)
+	before := f.login(t, u.Email)
+	const next = "a new passphrase of several words"
+
+	if err := f.svc.SetPassword(ctx, "nobody@example.com", next, client); mfa.ErrorKind(err) != mfa.KindNotFound {
+		t.Fatalf("an unknown account: got %v, want KindNotFound", err)
+	}
+	if err := f.svc.SetPassword(ctx, u.Email, "short", client); mfa.ErrorKind(err) != mfa.KindInvalid {
+		t.Fatalf("a weak password: got %v, want KindInvalid", err)
+	}
+	if err := f.svc.SetPassword(ctx, " ANN@example.com", next, client); err != nil {
+		t.Fatalf("SetPassword: %v", err)
+	}
+	if _, _, err := f.svc.PendingLogin(ctx, before.Token); err == nil {
+		t.Error("a session from before the new password still works")
+	}
+	if _, err := f.svc.Login(ctx, u.Email, testPassword, client); !errors.Is(err, mfa.ErrInvalidCredentials) {
+		t.Errorf("the old password: got %v, want ErrInvalidCredentials", err)
+	}
+	res, err := f.svc.Login(ctx, u.Email, next, client)
+	if err != nil || !res.SecondFactorRequired() {
+		t.Fatalf("the new password: got %+v, %v, want the second factor still asked for", res, err)
+	}
+	f.pastSpentSteps(secret)
+	if _, err := f.svc.VerifySecondFactor(ctx, res.Token, mfa.MethodTOTP, f.code(t, secret, 0), client); err != nil {
+		t.Fatalf("the authenticator after the new password: %v", err)
+	}
+	evs, err := f.svc.Events(ctx, u.ID, 20)
+	if err != nil || !slices.ContainsFunc(evs, func(e mfa.Event) bool { return e.Type == mfa.EventPasswordReset }) {
+		t.Errorf("events: got %+v, %v, want a password_reset event", evs, err)
+	}
+}
+
 // A change read before a sign-in rehashed the same password still goes
 // through: the password did not change.
 func TestChangePasswordAfterRehash(t *testing.T) {

@@ -392,7 +392,7 @@ func TestAPIChangePasswordThrottled(t *testing.T) {
 			body: map[string]string{"current_password": current, "new_password": "a brand new passphrase"}})
 	}
 	for i := range mfa.FreeFailures {
-		change("wrong password " + strconv.Itoa(i)).wantError(t, http.StatusForbidden, "invalid_password")
+		change("wrong password "+strconv.Itoa(i)).wantError(t, http.StatusForbidden, "invalid_password")
 	}
 	r := change(testPassword)
 	r.wantError(t, http.StatusTooManyRequests, "rate_limited")

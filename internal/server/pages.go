@@ -435,6 +435,8 @@ func describeEvent(e mfa.Event) string {
 		return "New backup codes created; the old ones no longer work"
 	case mfa.EventPasswordChanged:
 		return "Password changed; every other session was signed out"
+	case mfa.EventPasswordReset:
+		return "Password set by an administrator; every session was signed out"
 	}
 	if e.Detail != "" {
 		return string(e.Type) + ": " + e.Detail
