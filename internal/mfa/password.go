@@ -3,6 +3,7 @@ package mfa
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // ChangePassword replaces the signed-in user's password, after checking
@@ -58,7 +59,9 @@ func (s *Service) ChangePassword(ctx context.Context, u *User, current, next str
 // old one: support's answer to a forgotten password (twofold user
 // set-password). Every session of the account ends, before the swap and
 // after it as in ChangePassword; two-factor authentication stays as it is,
-// so the new password alone does not sign in where a code is needed.
+// so the new password alone does not sign in where a code is needed. The
+// backoff of the password step ends too: the wrong guesses were at the old
+// password, likely the user's own. Its 24-hour ceiling stays.
 func (s *Service) SetPassword(ctx context.Context, email, next string, c Client) error {
 	if err := s.checkPolicy(next); err != nil {
 		return err
@@ -93,6 +96,9 @@ func (s *Service) SetPassword(ctx context.Context, email, next string, c Client)
 	}
 	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
 		return fmt.Errorf("mfa: set password: end sessions: %w", err)
+	}
+	if err := s.store.ResetThrottle(ctx, s.passwordKey(u.Email), time.Time{}); err != nil {
+		return fmt.Errorf("mfa: set password: end backoff: %w", err)
 	}
 	s.record(ctx, u.ID, EventPasswordReset, c, "by an administrator")
 	return nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -630,6 +631,15 @@ func TestSetPassword(t *testing.T) {
 	}
 	if err := f.svc.SetPassword(ctx, u.Email, "short", client); mfa.ErrorKind(err) != mfa.KindInvalid {
 		t.Fatalf("a weak password: got %v, want KindInvalid", err)
+	}
+	// The user forgot the password and tried until the backoff.
+	for i := range mfa.FreeFailures {
+		if _, err := f.svc.Login(ctx, u.Email, "a guess "+strconv.Itoa(i), client); !errors.Is(err, mfa.ErrInvalidCredentials) {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+	}
+	if _, err := f.svc.Login(ctx, u.Email, testPassword, client); mfa.ErrorKind(err) != mfa.KindRateLimited {
+		t.Fatalf("after %d wrong passwords: got %v, want rate limited", mfa.FreeFailures, err)
 	}
 	if err := f.svc.SetPassword(ctx, " ANN@example.com", next, client); err != nil {
 		t.Fatalf("SetPassword: %v", err)
