@@ -99,9 +99,9 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 }
 
 // passwordStillHolds guards a sign-in against a password change that ran
-// while its hash was checked: a session started after the change has ended
-// every session, with the old password, would outlive it. So once the
-// session is written, the stored hash is read again. Either this read comes
+// while its hash was checked: the change ends every session it finds, and
+// a session written after that with the old password would outlive it. So
+// once the session is written, the stored hash is read again. Either this read comes
 // before the change's swap, and the change's last DeleteUserSessions, later
 // still, ends the session; or it sees the new hash, and the session is
 // deleted here. A hash that changed only because a sign-in rehashed the

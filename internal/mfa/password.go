@@ -11,14 +11,7 @@ import (
 // policy. Every session of the user ends, the current one included: a
 // password change is what a user does who fears someone else is signed in.
 // The caller's client gets a new fully signed-in session, whose token is
-// returned.
-//
-// The sessions end before the swap as well as after it, so that whatever
-// fails midway, no session from before the change outlives it: the user
-// is then signed out and signs in again, with whichever password holds.
-// The hash is swapped only over the one just checked (or a rehash of the
-// same password by a sign-in meanwhile): of two changes at once, one fails
-// with ErrPasswordChanged.
+// returned. Of two changes at once, one fails with ErrPasswordChanged.
 func (s *Service) ChangePassword(ctx context.Context, u *User, current, next string, c Client) (token string, err error) {
 	if err := s.checkPolicy(next); err != nil {
 		return "", err
@@ -30,15 +23,13 @@ func (s *Service) ChangePassword(ctx context.Context, u *User, current, next str
 	if err != nil {
 		return "", s.hashError("change password", err)
 	}
-	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
-		return "", fmt.Errorf("mfa: change password: end sessions: %w", err)
-	}
-	if err := s.swapPassword(ctx, u, current, phc); err != nil {
+	// Only over the hash just checked, or a rehash by a sign-in of the
+	// same password meanwhile.
+	err = s.replacePassword(ctx, u, phc, "change password", func(stored string) (bool, error) {
+		return s.passwords.Verify(ctx, stored, current)
+	})
+	if err != nil {
 		return "", err
-	}
-	// Sign-ins with the old password that started a session meanwhile.
-	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
-		return "", fmt.Errorf("mfa: change password: end sessions: %w", err)
 	}
 	s.record(ctx, u.ID, EventPasswordChanged, c, "")
 	token, id, err := s.newToken()
@@ -57,11 +48,11 @@ func (s *Service) ChangePassword(ctx context.Context, u *User, current, next str
 
 // SetPassword gives the account with the email a new password without the
 // old one: support's answer to a forgotten password (twofold user
-// set-password). Every session of the account ends, before the swap and
-// after it as in ChangePassword; two-factor authentication stays as it is,
-// so the new password alone does not sign in where a code is needed. The
-// backoff of the password step ends too: the wrong guesses were at the old
-// password, likely the user's own. Its 24-hour ceiling stays.
+// set-password). Every session of the account ends; two-factor
+// authentication stays as it is, so the new password alone does not sign
+// in where a code is needed. The backoff of the password step ends too: the
+// wrong guesses were at the old password, likely the user's own. Its
+// 24-hour ceiling stays.
 func (s *Service) SetPassword(ctx context.Context, email, next string, c Client) error {
 	if err := s.checkPolicy(next); err != nil {
 		return err
@@ -74,28 +65,10 @@ func (s *Service) SetPassword(ctx context.Context, email, next string, c Client)
 	if err != nil {
 		return s.hashError("set password", err)
 	}
-	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
-		return fmt.Errorf("mfa: set password: end sessions: %w", err)
-	}
-	// Over whatever hash is stored: support's word is the last. A hash
-	// that changes between the read and the swap is read again.
-	for attempt := 0; ; attempt++ {
-		swapped, err := s.store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, phc)
-		if err != nil {
-			return fmt.Errorf("mfa: set password: %w", err)
-		}
-		if swapped {
-			break
-		}
-		if attempt == 2 {
-			return ErrPasswordChanged
-		}
-		if u, err = s.store.UserByID(ctx, u.ID); err != nil {
-			return fmt.Errorf("mfa: set password: %w", err)
-		}
-	}
-	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
-		return fmt.Errorf("mfa: set password: end sessions: %w", err)
+	// Over whatever hash is stored: support's word is the last.
+	err = s.replacePassword(ctx, u, phc, "set password", func(string) (bool, error) { return true, nil })
+	if err != nil {
+		return err
 	}
 	if err := s.store.ResetThrottle(ctx, s.passwordKey(u.Email), time.Time{}); err != nil {
 		return fmt.Errorf("mfa: set password: end backoff: %w", err)
@@ -104,29 +77,43 @@ func (s *Service) SetPassword(ctx context.Context, email, next string, c Client)
 	return nil
 }
 
-// swapPassword stores phc over the hash u was read with. If that hash has
-// gone, a sign-in may have rehashed the same password meanwhile: the swap
-// is retried once over the stored hash if current still opens it.
-func (s *Service) swapPassword(ctx context.Context, u *User, current, phc string) error {
-	for retried := false; ; retried = true {
+// replacePassword ends every session of u, stores phc over the hash u was
+// read with, and ends every session again: whatever fails midway, no
+// session from before the change outlives it (the user is signed out and
+// signs in with whichever password holds), and sign-ins that started a
+// session with the old password meanwhile lose it too. If the stored hash
+// changed since u was read, mayOverwrite decides from the stored hash
+// whether to swap over it; a password changed meanwhile is refused with
+// ErrPasswordChanged.
+func (s *Service) replacePassword(ctx context.Context, u *User, phc, op string, mayOverwrite func(stored string) (bool, error)) error {
+	endSessions := func() error {
+		if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
+			return fmt.Errorf("mfa: %s: end sessions: %w", op, err)
+		}
+		return nil
+	}
+	if err := endSessions(); err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
 		swapped, err := s.store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, phc)
 		if err != nil {
-			return fmt.Errorf("mfa: change password: %w", err)
+			return fmt.Errorf("mfa: %s: %w", op, err)
 		}
 		if swapped {
 			u.PasswordHash = phc
-			return nil
+			return endSessions()
 		}
-		if retried {
+		if attempt == maxPasswordSwaps {
 			return ErrPasswordChanged
 		}
 		fresh, err := s.store.UserByID(ctx, u.ID)
 		if err != nil {
-			return fmt.Errorf("mfa: change password: %w", err)
+			return fmt.Errorf("mfa: %s: %w", op, err)
 		}
-		ok, err := s.passwords.Verify(ctx, fresh.PasswordHash, current)
+		ok, err := mayOverwrite(fresh.PasswordHash)
 		if err != nil {
-			return s.hashError("change password", err)
+			return s.hashError(op, err)
 		}
 		if !ok {
 			return ErrPasswordChanged
@@ -134,3 +121,7 @@ func (s *Service) swapPassword(ctx context.Context, u *User, current, phc string
 		u.PasswordHash = fresh.PasswordHash
 	}
 }
+
+// maxPasswordSwaps bounds the swaps a password change tries while sign-ins
+// rehash the same password under it.
+const maxPasswordSwaps = 3

@@ -164,6 +164,21 @@ func (f *fixture) code(t *testing.T, secret []byte, offset int) string {
 	return c
 }
 
+// userWithWeakerHash stores a user whose testPassword hash was made under
+// parameters other than the fixture hasher's, as an older version would.
+func (f *fixture) userWithWeakerHash(t *testing.T, email string) *mfa.User {
+	t.Helper()
+	phc, err := password.NewHasher(password.Options{Time: 1, MemoryKiB: 32}).Hash(context.Background(), testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &mfa.User{Email: email, PasswordHash: phc, CreatedAt: f.clock.Now()}
+	if err := f.store.CreateUser(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
 func (f *fixture) login(t *testing.T, email string) *mfa.LoginResult {
 	t.Helper()
 	res, err := f.svc.Login(context.Background(), email, testPassword, client)
@@ -197,14 +212,8 @@ func TestLoginWithoutTwoFactor(t *testing.T) {
 func TestLoginRehashesOtherParameters(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	old, err := password.NewHasher(password.Options{Time: 1, MemoryKiB: 32}).Hash(ctx, testPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &mfa.User{Email: "ann@example.com", PasswordHash: old, CreatedAt: f.clock.Now()}
-	if err := f.store.CreateUser(ctx, u); err != nil {
-		t.Fatal(err)
-	}
+	u := f.userWithWeakerHash(t, "ann@example.com")
+	old := u.PasswordHash
 	stored := func() string {
 		t.Helper()
 		got, err := f.store.UserByID(ctx, u.ID)
@@ -214,7 +223,7 @@ func TestLoginRehashesOtherParameters(t *testing.T) {
 		return got.PasswordHash
 	}
 
-	_, err = f.svc.Login(ctx, u.Email, "not the password at all", client)
+	_, err := f.svc.Login(ctx, u.Email, "not the password at all", client)
 	wantErr(t, err, mfa.ErrInvalidCredentials)
 	if stored() != old {
 		t.Fatal("a wrong password replaced the hash")
@@ -669,14 +678,7 @@ func TestSetPassword(t *testing.T) {
 func TestChangePasswordAfterRehash(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	old, err := password.NewHasher(password.Options{Time: 1, MemoryKiB: 32}).Hash(ctx, testPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &mfa.User{Email: "ann@example.com", PasswordHash: old, CreatedAt: f.clock.Now()}
-	if err := f.store.CreateUser(ctx, u); err != nil {
-		t.Fatal(err)
-	}
+	u := f.userWithWeakerHash(t, "ann@example.com")
 	stale := *u
 	f.login(t, u.Email) // rehashes
 	const next = "a new passphrase of several words"
