@@ -232,6 +232,7 @@ type ltSignin struct {
 	Hashes          int            `json:"hashes"`
 	HashSeconds     float64        `json:"hash_seconds"`
 	HashesPerSecond float64        `json:"hashes_per_second"`
+	WarmupLogins    int            `json:"warmup_logins"` // untimed, before the first round
 	Connections     int            `json:"connections"`
 	Signins         int            `json:"signins"`
 	OK              int            `json:"ok"`
@@ -1060,16 +1061,22 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 		wg.Wait()
 		return int(hashes.Load()), time.Since(start), cmp.Or(herr, ctx.Err())
 	}
-	// Untimed first: the first hashes of a process are slower, while its
-	// heap grows to hold argon2's memory (measured: a third fewer hashes/s
-	// in the first 2 s). The server, warm from phase 1, is past that.
+	// Untimed first, on both sides: the first hashes of a process are
+	// slower while its heap grows to hold argon2's memory. Each new page is
+	// faulted in twice (argon2 reads a block before writing it), and in a
+	// VM each second fault interrupts the other CPU; this costs the raw
+	// hashing a third of its rate in its first 2 s, and the server, which
+	// hashed no password in phase 1, as much.
 	if _, _, err := hashFor(o.hashDuration / 3); err != nil {
+		return err
+	}
+	tr := httpTransport(r.Connections)
+	defer tr.CloseIdleConnections()
+	if r.WarmupLogins, err = warmHasher(ctx, tr, srv, r.Connections, o.hashDuration/3); err != nil {
 		return err
 	}
 
 	// Full sign-ins: password, then code, each from a fresh cookie jar.
-	tr := httpTransport(r.Connections)
-	defer tr.CloseIdleConnections()
 	var (
 		statuses statusCounter
 		samples  sampler
@@ -1136,6 +1143,40 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 	r.Ratio = r.PerSecond / r.HashesPerSecond
 	progress("phase 2: %.1f argon2id hashes/s, %.1f full sign-ins/s: ratio %.3f", r.HashesPerSecond, r.PerSecond, r.Ratio)
 	return nil
+}
+
+// warmHasher sends password logins for unknown addresses, each answered
+// 401 after one full argon2id run, from conns connections for d, so that
+// every server's heap holds argon2's memory before phase 2 measures it. It
+// returns how many were answered.
+func warmHasher(ctx context.Context, tr http.RoundTripper, srv ltCluster, conns int, d time.Duration) (int, error) {
+	c := &http.Client{Transport: tr, Timeout: 2 * time.Minute}
+	deadline := time.Now().Add(d)
+	var (
+		next, answered atomic.Int64
+		once           sync.Once
+		werr           error
+		wg             sync.WaitGroup
+	)
+	for range conns {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				i := int(next.Add(1) - 1)
+				body := `{"email":"warm-up-` + strconv.Itoa(i) + `@loadtest.invalid","password":` + ltJSONString(ltPassword) + `}`
+				status, _, b, err := postJSON(ctx, c, srv.url(i)+"/api/v1/login", body, "")
+				if err == nil && status != http.StatusUnauthorized {
+					err = fmt.Errorf("got %d, want 401: %s", status, bytes.TrimSpace(b))
+				}
+				if err != nil {
+					once.Do(func() { werr = fmt.Errorf("loadtest: warming the server's hasher: %w", err) })
+					return
+				}
+				answered.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(answered.Load()), cmp.Or(werr, ctx.Err())
 }
 
 // fullSignin signs u in with password and code, as a browser-less client
@@ -1508,6 +1549,7 @@ func (r *ltReport) print(w io.Writer, o loadtestOptions) {
 	p("")
 	s := r.Signin
 	p("Phase 2: full sign-in (password + code) against raw argon2id, in %d alternating rounds", signinRounds)
+	p("  warm-up       %d password logins for unknown addresses (401), untimed", s.WarmupLogins)
 	p("  raw argon2id  %d Verify calls from %d goroutines in %.2f s: %.1f hashes/s (server idle)", s.Hashes, s.HashGoroutines, s.HashSeconds, s.HashesPerSecond)
 	p("  sign-ins      %d over HTTP from %d connections in %.2f s: %.1f sign-ins/s (%s)", s.Signins, s.Connections, s.Seconds, s.PerSecond, statusList(s.Statuses))
 	p("  latency       %s", s.Latency)

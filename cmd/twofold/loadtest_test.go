@@ -86,6 +86,7 @@ func TestLoadtestSmall(t *testing.T) {
 		{"phase 1 latency", rep.Verify.Latency.P99 > 0 && rep.Verify.Latency.Max >= rep.Verify.Latency.P99},
 		{"phase 1 server memory", rep.Verify.ServerPeakMB > 0},
 		{"raw argon2id rate", rep.Signin.Hashes > 0 && rep.Signin.HashesPerSecond > 0},
+		{"server warmed up before phase 2", rep.Signin.WarmupLogins > 0},
 		{"4 full sign-ins", rep.Signin.OK == 4 && rep.Signin.Errors == 0},
 		{"sign-in ratio", rep.Signin.Ratio > 0},
 		{"flood all answered", rep.Flood.Requests == 12 && rep.Flood.Answered == 12 && rep.Flood.Failures == 0},
