@@ -454,16 +454,16 @@ func (db *DB) runBatch(batch []writeJob) {
 				results[i] = err // gone before its turn: nothing to write
 				continue
 			}
-			if _, err := tx.Exec("SAVEPOINT job"); err != nil {
+			if _, err := tx.Stmt(db.st.savepoint).Exec(); err != nil {
 				return err
 			}
 			results[i] = runJob(job, tx)
 			if results[i] != nil {
-				if _, err := tx.Exec("ROLLBACK TO job"); err != nil {
+				if _, err := tx.Stmt(db.st.rollbackToSavepoint).Exec(); err != nil {
 					return err
 				}
 			}
-			if _, err := tx.Exec("RELEASE job"); err != nil {
+			if _, err := tx.Stmt(db.st.releaseSavepoint).Exec(); err != nil {
 				return err
 			}
 		}

@@ -25,6 +25,8 @@ type stmts struct {
 	throttleStateW, pruneFailures, insertFailure    *sql.Stmt
 	upsertThrottle, clearConsecutive, insertEvent   *sql.Stmt
 	forgetFailure                                   *sql.Stmt
+	// the writer's savepoint around each job of a batch
+	savepoint, releaseSavepoint, rollbackToSavepoint *sql.Stmt
 
 	all []*sql.Stmt
 }
@@ -88,6 +90,9 @@ ON CONFLICT (subject, method) DO UPDATE SET consecutive = consecutive + 1, last_
 		{&s.forgetFailure, w, `DELETE FROM throttle_failures WHERE rowid =
 	(SELECT rowid FROM throttle_failures WHERE subject = ?1 AND method = ?2 AND at = ?3 LIMIT 1)`},
 		{&s.insertEvent, w, `INSERT INTO events (user_id, type, at, ip, detail) VALUES (?, ?, ?, ?, ?)`},
+		{&s.savepoint, w, `SAVEPOINT job`},
+		{&s.releaseSavepoint, w, `RELEASE job`},
+		{&s.rollbackToSavepoint, w, `ROLLBACK TO job`},
 	} {
 		st, err := p.db.PrepareContext(ctx, p.sql)
 		if err != nil {
