@@ -376,3 +376,43 @@ func TestWALStartsOver(t *testing.T) {
 	}
 	t.Logf("WAL of %d bytes after %d writes of 3 KB", fi.Size(), events)
 }
+
+// TestBatchIsolatesJobs: in one group commit, a job that fails or panics
+// after writing leaves none of its writes, and its batchmates keep theirs.
+func TestBatchIsolatesJobs(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	errFail := errors.New("job fails after writing")
+	email := func(i int) string { return "u" + strconv.Itoa(i) + "@example.com" }
+	batch := make([]writeJob, 6)
+	for i := range batch {
+		batch[i] = writeJob{ctx: ctx, done: make(chan error, 1), f: func(tx *sql.Tx) error {
+			if _, err := tx.Exec(`INSERT INTO users (email, password_hash, created_at) VALUES (?, 'h', 0)`, email(i)); err != nil {
+				return err
+			}
+			switch i {
+			case 1, 3:
+				return errFail
+			case 5:
+				panic("job panics after writing")
+			}
+			return nil
+		}}
+	}
+	db.runBatch(batch)
+	for i, job := range batch {
+		err := <-job.done
+		_, uerr := db.UserByEmail(ctx, email(i))
+		failing := i%2 == 1
+		switch {
+		case failing && err == nil:
+			t.Errorf("job %d: no error", i)
+		case !failing && err != nil:
+			t.Errorf("job %d: %v", i, err)
+		case failing && !errors.Is(uerr, mfa.ErrNotFound):
+			t.Errorf("job %d failed, yet its user is there (lookup: %v)", i, uerr)
+		case !failing && uerr != nil:
+			t.Errorf("job %d succeeded, yet its user is missing: %v", i, uerr)
+		}
+	}
+}
