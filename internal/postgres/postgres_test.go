@@ -242,6 +242,61 @@ func TestRecordFailurePrunes(t *testing.T) {
 	}
 }
 
+// TestSignInLeavesNoThrottleRow: the lock UpgradeSession takes on a key
+// without failures inserts its row; a sign-in that succeeds must not leave
+// that row behind, or every user who ever signed in would keep one that
+// DeleteStaleThrottles (which goes by the last failure) never removes.
+func TestSignInLeavesNoThrottleRow(t *testing.T) {
+	db := openTest(t, newDatabase(t))
+	ctx := t.Context()
+	now := time.Now()
+	u := &mfa.User{Email: "ada@example.com", PasswordHash: "h", CreatedAt: now}
+	if err := db.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	key := mfa.ThrottleKey{Subject: "email:ada@example.com", Method: mfa.MethodPassword}
+	next := &mfa.Session{ID: []byte("full-session-id-0123456789abcdef"), UserID: u.ID, Level: mfa.LevelFull,
+		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
+	ok, err := db.UpgradeSession(ctx, mfa.Upgrade{Next: next, Throttle: key, Since: now.Add(-mfa.ThrottleWindow),
+		Admit: func(mfa.ThrottleState) bool { return true }})
+	if err != nil || !ok {
+		t.Fatalf("UpgradeSession: got %v, %v, want true, nil", ok, err)
+	}
+	var n int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM throttles`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("throttle rows after a sign-in without failures: got %d, %v, want 0", n, err)
+	}
+
+	// A key with a failure keeps its row (the failure still counts in its
+	// window), with the consecutive count cleared.
+	at := now.Add(-time.Minute)
+	if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), func(mfa.ThrottleState) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	next.ID = []byte("full-session-id-abcdef0123456789")
+	ok, err = db.UpgradeSession(ctx, mfa.Upgrade{Next: next, Throttle: key, Since: now.Add(-mfa.ThrottleWindow),
+		Admit: func(mfa.ThrottleState) bool { return true }})
+	if err != nil || !ok {
+		t.Fatalf("UpgradeSession after a failure: got %v, %v, want true, nil", ok, err)
+	}
+	var consecutive int
+	if err := db.pool.QueryRow(ctx, `SELECT consecutive FROM throttles WHERE subject = $1`, key.Subject).Scan(&consecutive); err != nil || consecutive != 0 {
+		t.Errorf("the key with a failure: got consecutive %d, %v, want its row with 0", consecutive, err)
+	}
+
+	// Such a row left by an earlier version goes at the next pruning; the
+	// key with a recent failure stays.
+	if _, err := db.pool.Exec(ctx, `INSERT INTO throttles (subject, method, consecutive) VALUES ('user:9', 'totp', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.DeleteStaleThrottles(ctx, now.Add(-time.Hour)); err != nil || n != 1 {
+		t.Errorf("DeleteStaleThrottles: got %d, %v, want 1 (the row without a failure)", n, err)
+	}
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM throttles`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("throttle rows after pruning: got %d, %v, want 1 (the key with a failure)", n, err)
+	}
+}
+
 // TestInstances races two DBs on one database, as two server instances
 // behind a load balancer: the throttle ceiling and the single use of a
 // proof hold across them.

@@ -322,6 +322,11 @@ func eventArgs(e *mfa.Event) []any {
 // nothing when there are none, as for most sign-ins.
 const clearConsecutive = `UPDATE throttles SET consecutive = 0 WHERE subject = $1 AND method = $2 AND consecutive <> 0`
 
+// dropUnfailedKey deletes key's row ($1, $2) when it records no failure:
+// the row UpgradeSession's lock inserted for a key without failures, which
+// DeleteStaleThrottles, going by the last failure, would never remove.
+const dropUnfailedKey = `DELETE FROM throttles WHERE subject = $1 AND method = $2 AND last_failure IS NULL`
+
 // resetThrottle is ResetThrottle's statement: it clears the consecutive
 // failures and forgets one failure at exactly $3. A failure row has no key:
 // the one forgotten is named by its physical address. The WITH runs its
@@ -369,6 +374,7 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	spend.Queue(insertSession, sessionArgs(u.Next)...)
 	if u.Throttle.Subject != "" {
 		spend.Queue(clearConsecutive, u.Throttle.Subject, string(u.Throttle.Method))
+		spend.Queue(dropUnfailedKey, u.Throttle.Subject, string(u.Throttle.Method))
 	}
 	if u.Event != nil {
 		spend.Queue(insertEvent, eventArgs(u.Event)...).QueryRow(func(row pgx.Row) error { return row.Scan(&evID) })
@@ -585,7 +591,9 @@ func (db *DB) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt ti
 }
 
 // DeleteStaleThrottles forgets failures before t and keys whose last
-// failure is before t, and returns how many keys it forgot. It skips the
+// failure is before t (or that record no failure: rows sign-ins left
+// behind before UpgradeSession dropped them), and returns how many keys it
+// forgot. It skips the
 // rows that a RecordFailure holds locked, so it never waits for one: that
 // key is in use, and two deletes of overlapping rows in different orders
 // could deadlock. What it skips, a later run forgets.
@@ -593,7 +601,7 @@ func (db *DB) DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error
 	var n int64
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		ct, err := tx.Exec(ctx, `DELETE FROM throttles WHERE (subject, method) IN (
-	SELECT subject, method FROM throttles WHERE last_failure < $1 FOR UPDATE SKIP LOCKED)`, stamp(t))
+	SELECT subject, method FROM throttles WHERE last_failure < $1 OR last_failure IS NULL FOR UPDATE SKIP LOCKED)`, stamp(t))
 		if err != nil {
 			return err
 		}
