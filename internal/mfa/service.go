@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -227,18 +228,44 @@ func (s *Service) Events(ctx context.Context, userID int64, limit int) ([]Event,
 	return ev, nil
 }
 
-// newToken returns a random 256-bit session token and its stored ID.
+// A session token is, in hex, the time its session starts (unix
+// microseconds, 8 bytes, big-endian) followed by 32 random bytes. Its
+// stored ID is that time again, then the token's SHA-256. IDs in order of
+// start time keep the sessions that sign-ins start and finish together at
+// the end of the store's index, instead of on random pages all over it: a
+// sign-in writes fewer pages. The time tells the client nothing it did not
+// see.
+const (
+	tokenTimeBytes   = 8
+	tokenRandomBytes = 32
+	// legacyTokenLen is the length of a token of earlier versions: 32
+	// random bytes in hex, stored as their SHA-256 alone.
+	legacyTokenLen = 2 * tokenRandomBytes
+)
+
+// newToken returns a new session token, with 256 random bits, and its
+// stored ID.
 func (s *Service) newToken() (token string, id []byte, err error) {
-	var b [32]byte
-	if _, err := io.ReadFull(s.rand, b[:]); err != nil {
+	var b [tokenTimeBytes + tokenRandomBytes]byte
+	binary.BigEndian.PutUint64(b[:tokenTimeBytes], uint64(s.clock().UnixMicro()))
+	if _, err := io.ReadFull(s.rand, b[tokenTimeBytes:]); err != nil {
 		return "", nil, fmt.Errorf("mfa: new token: %w", err)
 	}
 	token = hex.EncodeToString(b[:])
 	return token, sessionID(token), nil
 }
 
-// sessionID is the stored form of a token.
+// sessionID is the stored form of a token. Any string has one, and only
+// a token that newToken made has a session under it.
 func sessionID(token string) []byte {
 	sum := sha256.Sum256([]byte(token))
-	return sum[:]
+	if len(token) == legacyTokenLen { // still signed in across the upgrade
+		return sum[:]
+	}
+	id := make([]byte, tokenTimeBytes, tokenTimeBytes+len(sum))
+	if len(token) >= 2*tokenTimeBytes {
+		// A prefix that is not hex decodes in part: the hash matches no session anyway.
+		hex.Decode(id, []byte(token[:2*tokenTimeBytes]))
+	}
+	return append(id, sum[:]...)
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -864,6 +866,54 @@ func repeat(total, step time.Duration) []time.Duration {
 		out = append(out, step)
 	}
 	return append(out, total)
+}
+
+// Session IDs sort by the time their session started, whatever the random
+// part of their tokens; a token whose time or random part is altered
+// reaches nothing; a token of the earlier form, stored as its SHA-256,
+// still works.
+func TestSessionTokens(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	var prev *mfa.LoginResult
+	for i := range 50 {
+		res := f.login(t, "ann@example.com")
+		if prev != nil && bytes.Compare(prev.Session.ID, res.Session.ID) >= 0 {
+			t.Fatalf("sign-in %d: session ID %x does not sort after the earlier %x", i, res.Session.ID, prev.Session.ID)
+		}
+		prev = res
+		f.clock.Advance(time.Microsecond)
+	}
+	tok := prev.Token
+	for _, altered := range []string{flipHexDigit(tok, 0), flipHexDigit(tok, 15), flipHexDigit(tok, 16), flipHexDigit(tok, len(tok)-1), tok[:len(tok)-1], "zz" + tok[2:]} {
+		if _, _, err := f.svc.Authenticate(ctx, altered); !errors.Is(err, mfa.ErrUnauthenticated) {
+			t.Errorf("Authenticate(%q): got %v, want ErrUnauthenticated", altered, err)
+		}
+	}
+	if _, _, err := f.svc.Authenticate(ctx, tok); err != nil {
+		t.Fatalf("Authenticate(the token itself): %v", err)
+	}
+
+	legacy := strings.Repeat("5e", 32)
+	sum := sha256.Sum256([]byte(legacy))
+	now := f.clock.Now()
+	if err := f.store.CreateSession(ctx, &mfa.Session{ID: sum[:], UserID: u.ID, Level: mfa.LevelFull,
+		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour), IP: client.IP}); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := f.svc.Authenticate(ctx, legacy); err != nil || got.ID != u.ID {
+		t.Fatalf("Authenticate(a token of the earlier form): got %v, %v; want user %d", got, err, u.ID)
+	}
+}
+
+// flipHexDigit returns s with its i-th hex digit changed to another one.
+func flipHexDigit(s string, i int) string {
+	d := byte('0')
+	if s[i] == '0' {
+		d = '1'
+	}
+	return s[:i] + string(d) + s[i+1:]
 }
 
 func TestPendingLoginExpires(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"image/png"
 	"net/http"
@@ -36,8 +37,8 @@ func TestAPILoginWithoutTwoFactor(t *testing.T) {
 		t.Errorf("cookie: got HttpOnly=%v SameSite=%v Path=%q Secure=%v, want HttpOnly, Lax, /, not Secure over plain HTTP",
 			c.HttpOnly, c.SameSite, c.Path, c.Secure)
 	}
-	if len(c.Value) != 64 {
-		t.Errorf("token length: got %d, want 64 hex digits (256 bits)", len(c.Value))
+	if b, err := hex.DecodeString(c.Value); err != nil || len(b) != 8+32 {
+		t.Errorf("token %q: want in hex a start time (8 bytes) and 256 random bits", c.Value)
 	}
 
 	r = e.do(request{method: "GET", path: "/api/v1/me", token: c.Value})
