@@ -20,8 +20,8 @@ type stmts struct {
 	deletePending, insertFactor, confirmFactor      *sql.Stmt
 	deleteOtherFactors, deleteFactors, claimStep    *sql.Stmt
 	replaceSecret, deleteCodes, insertCode, useCode *sql.Stmt
-	insertSession, deleteSession, touchSession      *sql.Stmt
-	deleteUserSessions, deleteExpired               *sql.Stmt
+	insertSession, replaceSession, deleteSession    *sql.Stmt
+	touchSession, deleteUserSessions, deleteExpired *sql.Stmt
 	throttleStateW, pruneFailures, insertFailure    *sql.Stmt
 	upsertThrottle, clearConsecutive, insertEvent   *sql.Stmt
 	forgetFailure                                   *sql.Stmt
@@ -76,6 +76,8 @@ func (s *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{&s.insertCode, w, `INSERT INTO backup_codes (user_id, hash, used_at) VALUES (?, ?, ?)`},
 		{&s.useCode, w, `UPDATE backup_codes SET used_at = ? WHERE id = ? AND used_at IS NULL`},
 		{&s.insertSession, w, `INSERT INTO sessions (id, ` + sessionColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)`},
+		// One statement for the delete and insert of a session's rotation.
+		{&s.replaceSession, w, `UPDATE sessions SET id = ?, user_id = ?, level = ?, created_at = ?, last_seen_at = ?, expires_at = ?, ip = ? WHERE id = ?`},
 		{&s.deleteSession, w, `DELETE FROM sessions WHERE id = ?`},
 		{&s.touchSession, w, `UPDATE sessions SET last_seen_at = ? WHERE id = ?`},
 		{&s.deleteUserSessions, w, `DELETE FROM sessions WHERE user_id = ?`},
@@ -85,7 +87,6 @@ func (s *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{&s.insertFailure, w, `INSERT INTO throttle_failures (subject, method, at) VALUES (?, ?, ?)`},
 		{&s.upsertThrottle, w, `INSERT INTO throttles (subject, method, consecutive, last_failure) VALUES (?1, ?2, 1, ?3)
 ON CONFLICT (subject, method) DO UPDATE SET consecutive = consecutive + 1, last_failure = ?3`},
-		// No write when there is nothing to clear, as for most sign-ins.
 		{&s.clearConsecutive, w, `UPDATE throttles SET consecutive = 0 WHERE subject = ? AND method = ? AND consecutive <> 0`},
 		{&s.forgetFailure, w, `DELETE FROM throttle_failures WHERE rowid =
 	(SELECT rowid FROM throttle_failures WHERE subject = ?1 AND method = ?2 AND at = ?3 LIMIT 1)`},

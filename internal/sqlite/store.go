@@ -320,13 +320,15 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		// The throttle, then the proof: of concurrent sign-ins, one spends
 		// it, and the others write nothing.
+		var throttle mfa.ThrottleState
 		if u.Throttle.Subject != "" {
-			st, err := scanThrottle(tx.StmtContext(ctx, db.st.throttleStateW).QueryRowContext(ctx,
+			var err error
+			throttle, err = scanThrottle(tx.StmtContext(ctx, db.st.throttleStateW).QueryRowContext(ctx,
 				u.Throttle.Subject, string(u.Throttle.Method), millis(u.Since)))
 			if err != nil {
 				return err
 			}
-			if !u.Admit(st) {
+			if !u.Admit(throttle) {
 				return errGone
 			}
 		}
@@ -341,14 +343,15 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 			}
 		}
 		if u.Old != nil {
-			if err := mustAffect(tx.StmtContext(ctx, db.st.deleteSession).ExecContext(ctx, u.Old)); err != nil {
+			n := u.Next
+			if err := mustAffect(tx.StmtContext(ctx, db.st.replaceSession).ExecContext(ctx, n.ID, n.UserID, int64(n.Level),
+				millis(n.CreatedAt), millis(n.LastSeenAt), millis(n.ExpiresAt), n.IP, u.Old)); err != nil {
 				return err
 			}
-		}
-		if err := db.insertSession(ctx, tx.StmtContext(ctx, db.st.insertSession), u.Next); err != nil {
+		} else if err := db.insertSession(ctx, tx.StmtContext(ctx, db.st.insertSession), u.Next); err != nil {
 			return err
 		}
-		if u.Throttle.Subject != "" {
+		if throttle.Consecutive != 0 { // read above, in this transaction
 			if _, err := tx.StmtContext(ctx, db.st.clearConsecutive).ExecContext(ctx, u.Throttle.Subject, string(u.Throttle.Method)); err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package mfatest
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -28,9 +29,11 @@ const BenchUsers = 100_000
 const benchParallelism = 8
 
 // SessionIDFor is the n-th session ID of a benchmark, distinct per salt.
+// Like the IDs of mfa.Service's tokens, it starts with a time (here n) and
+// ends with a hash, so IDs sort in the order the sessions start.
 func SessionIDFor(n int64, salt string) []byte {
 	sum := sha256.Sum256([]byte(salt + strconv.FormatInt(n, 10)))
-	return sum[:]
+	return append(binary.BigEndian.AppendUint64(nil, uint64(n)), sum[:]...)
 }
 
 // BenchmarkUpgradeSession upgrades the distinct pending sessions pending
