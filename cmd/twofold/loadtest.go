@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
@@ -61,6 +62,7 @@ type loadtestOptions struct {
 	users        int
 	duration     time.Duration
 	concurrency  int
+	rate         int
 	fullSignins  int
 	signinConns  int
 	flood        int
@@ -92,11 +94,12 @@ func parseLoadtestFlags(args []string, getenv func(string) string, stderr io.Wri
 	fs := newFlagSet("loadtest", "loadtest [flags]", getenv, stderr)
 	intFlag(fs, &o.users, "users", 100000, "users enrolled with TOTP in the scratch database")
 	fs.durationVar(&o.duration, "duration", 10*time.Second, "how long phase 1 (second-factor requests) runs")
-	intFlag(fs, &o.concurrency, "concurrency", 32, "client connections of phase 1")
+	intFlag(fs, &o.concurrency, "concurrency", 32, "client connections of phase 1's throughput part")
+	intFlag(fs, &o.rate, "rate", targetVerifyRate, "second-factor requests per second that phase 1's latency part starts, at fixed intervals")
 	intFlag(fs, &o.fullSignins, "full-signins", 300, "full sign-ins (password + code) of phase 2, each by its own user hashed with the default argon2id parameters")
 	intFlag(fs, &o.signinConns, "signin-concurrency", 2*runtime.NumCPU(), "client connections of phase 2")
 	intFlag(fs, &o.flood, "flood", 200, "concurrent password logins of phase 3")
-	intFlag(fs, &o.pending, "pending", 0, "pending sign-ins prepared for phase 1 (0: the smaller of --users and 6000 per second of --duration)")
+	intFlag(fs, &o.pending, "pending", 0, "pending sign-ins prepared for phase 1 (0: the smaller of --users and (6000 + --rate) per second of --duration)")
 	fs.durationVar(&o.hashDuration, "hash-duration", 3*time.Second, "how long phase 2 measures raw argon2id hashing, in all its rounds")
 	fs.boolVar(&o.keep, "keep", false, "keep the scratch data directory, so --reuse can run on it again")
 	fs.stringVar(&o.reuse, "reuse", "", "run on a scratch directory kept by an earlier --keep run instead of seeding a new one")
@@ -114,8 +117,8 @@ func parseLoadtestFlags(args []string, getenv func(string) string, stderr io.Wri
 	switch {
 	case o.users < 1:
 		return o, errors.New("loadtest: --users must be at least 1")
-	case o.concurrency < 1 || o.signinConns < 1:
-		return o, errors.New("loadtest: --concurrency and --signin-concurrency must be at least 1")
+	case o.concurrency < 1 || o.signinConns < 1 || o.rate < 1:
+		return o, errors.New("loadtest: --concurrency, --signin-concurrency and --rate must be at least 1")
 	case o.fullSignins < 1:
 		return o, errors.New("loadtest: --full-signins must be at least 1")
 	case o.instances < 1:
@@ -173,21 +176,22 @@ func (u ltUser) code(t time.Time) string {
 
 // ltReport is everything measured, printed as text or JSON.
 type ltReport struct {
-	Command    string   `json:"command"`
-	Database   string   `json:"database"` // sqlite or postgresql
-	Instances  int      `json:"instances"`
-	CPUs       int      `json:"cpus"`
-	CPUModel   string   `json:"cpu_model"`
-	GoVersion  string   `json:"go_version"`
-	DataDir    string   `json:"data_dir"`
-	Seed       ltSeed   `json:"seed"`
-	Verify     ltVerify `json:"second_factor"`
-	Signin     ltSignin `json:"full_signin"`
-	Flood      ltFlood  `json:"flood"`
-	ServerLog  ltLog    `json:"server_log"`
-	Targets    []ltGoal `json:"targets"`
-	TargetsMet int      `json:"targets_met"`
-	Failures   int      `json:"failures"` // requests answered wrongly or not at all, over all phases
+	Command      string   `json:"command"`
+	Database     string   `json:"database"` // sqlite or postgresql
+	Instances    int      `json:"instances"`
+	CPUs         int      `json:"cpus"`
+	CPUModel     string   `json:"cpu_model"`
+	GoVersion    string   `json:"go_version"`
+	DataDir      string   `json:"data_dir"`
+	Seed         ltSeed   `json:"seed"`
+	Verify       ltVerify `json:"second_factor"`         // the throughput
+	VerifyAtRate ltVerify `json:"second_factor_at_rate"` // the latency at the target rate
+	Signin       ltSignin `json:"full_signin"`
+	Flood        ltFlood  `json:"flood"`
+	ServerLog    ltLog    `json:"server_log"`
+	Targets      []ltGoal `json:"targets"`
+	TargetsMet   int      `json:"targets_met"`
+	Failures     int      `json:"failures"` // requests answered wrongly or not at all, over all phases
 }
 
 type ltSeed struct {
@@ -211,20 +215,22 @@ type ltLatency struct {
 }
 
 type ltVerify struct {
-	Connections    int            `json:"connections"`
-	Requests       int            `json:"requests"`
-	OK             int            `json:"ok"`
-	Errors         int            `json:"errors"`
-	Statuses       map[string]int `json:"statuses"`
-	ErrorSamples   []string       `json:"error_samples,omitempty"`
-	Seconds        float64        `json:"seconds"`
-	PoolUsedUp     bool           `json:"pool_used_up"`
-	PerSecond      float64        `json:"per_second"`
-	Latency        ltLatency      `json:"latency"`
-	ServerPeakMB   float64        `json:"server_peak_rss_mb"`
-	ServerCPUSecs  float64        `json:"server_cpu_seconds"`
-	ClientCPUSecs  float64        `json:"loadtest_cpu_seconds"`
-	ServerCPUShare float64        `json:"server_cpu_share"` // of all cores over the phase
+	Connections      int            `json:"connections,omitempty"`        // the throughput part's
+	OfferedPerSecond int            `json:"offered_per_second,omitempty"` // the fixed-rate part's
+	MaxInFlight      int            `json:"max_in_flight"`
+	Requests         int            `json:"requests"`
+	OK               int            `json:"ok"`
+	Errors           int            `json:"errors"`
+	Statuses         map[string]int `json:"statuses"`
+	ErrorSamples     []string       `json:"error_samples,omitempty"`
+	Seconds          float64        `json:"seconds"`
+	PoolUsedUp       bool           `json:"pool_used_up"`
+	PerSecond        float64        `json:"per_second"`
+	Latency          ltLatency      `json:"latency"`
+	ServerPeakMB     float64        `json:"server_peak_rss_mb"`
+	ServerCPUSecs    float64        `json:"server_cpu_seconds"`
+	ClientCPUSecs    float64        `json:"loadtest_cpu_seconds"`
+	ServerCPUShare   float64        `json:"server_cpu_share"` // of all cores over the phase
 }
 
 type ltSignin struct {
@@ -381,7 +387,7 @@ func runLoadtest(ctx context.Context, o loadtestOptions, stdout, stderr io.Write
 	rep.Seed.ServerStartSecs = time.Since(t0).Seconds()
 
 	// Phase 1: the second factor.
-	if err := phaseVerify(ctx, o, srv, users, pending, &rep.Verify, progress); err != nil {
+	if err := phaseVerify(ctx, o, srv, users, pending, rep, progress); err != nil {
 		return err
 	}
 	// Phase 2: full sign-ins against raw argon2id.
@@ -485,7 +491,7 @@ func prepareData(ctx context.Context, o loadtestOptions, dir, database string, r
 	// Pending sign-ins, right before phase 1: they last 10 minutes.
 	n := o.pending
 	if n == 0 {
-		n = int(6000 * o.duration.Seconds())
+		n = int(float64(6000+o.rate) * o.duration.Seconds())
 	}
 	n = max(1, min(n, len(users)))
 	progress("creating %d pending sign-ins (password passed, code due)...", n)
@@ -943,59 +949,58 @@ func (c *statusCounter) add(status int, err error) {
 	c.m[k]++
 }
 
-// phaseVerify sends second-factor requests, each for its own pending sign-in
-// with the user's current code, from o.concurrency connections for
-// o.duration or until the pending sign-ins are used up.
-func phaseVerify(ctx context.Context, o loadtestOptions, srv ltCluster, users []ltUser, pending []ltPending, r *ltVerify, progress func(string, ...any)) error {
-	progress("phase 1: second-factor requests from %d connections for %s (%d pending sign-ins)...", o.concurrency, o.duration, len(pending))
-	client := &http.Client{Transport: httpTransport(o.concurrency), Timeout: time.Minute}
-	defer client.CloseIdleConnections()
-	r.Connections = o.concurrency
+// verifier sends second-factor requests, each for its own pending sign-in
+// with the user's current code, and collects their outcomes.
+type verifier struct {
+	users    []ltUser
+	pending  []ltPending
+	next     atomic.Int64 // the next of pending to use
+	usedUp   atomic.Bool
+	statuses statusCounter
+	samples  sampler
+	mu       sync.Mutex
+	lat      []time.Duration
+	inFlight atomic.Int64
+	most     atomic.Int64 // the most requests in flight at once
+}
 
-	var (
-		next     atomic.Int64
-		usedUp   atomic.Bool
-		statuses statusCounter
-		samples  sampler
-		mu       sync.Mutex
-		lat      []time.Duration
-		wg       sync.WaitGroup
-	)
+// send completes the next pending sign-in at base and records its latency
+// from scheduled on. It reports false, sending nothing, when every pending
+// sign-in is used.
+func (v *verifier) send(ctx context.Context, client *http.Client, base string, scheduled time.Time) bool {
+	i := int(v.next.Add(1) - 1)
+	if i >= len(v.pending) {
+		v.usedUp.Store(true)
+		return false
+	}
+	p := v.pending[i]
+	n := v.inFlight.Add(1)
+	for m := v.most.Load(); n > m && !v.most.CompareAndSwap(m, n); m = v.most.Load() {
+	}
+	body := `{"method":"totp","code":"` + v.users[p.user].code(time.Now()) + `"}`
+	status, _, b, err := postJSON(ctx, client, base+"/api/v1/login/second-factor", body, p.token)
+	latency := time.Since(scheduled)
+	v.inFlight.Add(-1)
+	v.statuses.add(status, err)
+	switch {
+	case err != nil:
+		v.samples.add("%v", err)
+	case status != http.StatusOK || !bytes.Contains(b, []byte(`"authenticated"`)):
+		v.samples.add("%d %s", status, bytes.TrimSpace(b))
+	}
+	v.mu.Lock()
+	v.lat = append(v.lat, latency)
+	v.mu.Unlock()
+	return true
+}
+
+// measure runs load against srv, watching the server's CPU and memory, and
+// fills r with what v collected.
+func (v *verifier) measure(ctx context.Context, srv ltCluster, r *ltVerify, load func()) error {
 	mem := srv.watchMemory()
 	cpu0, self0 := srv.cpu(), selfCPU()
 	start := time.Now()
-	deadline := start.Add(o.duration)
-	for conn := range o.concurrency {
-		url := srv.url(conn) + "/api/v1/login/second-factor"
-		wg.Go(func() {
-			mine := make([]time.Duration, 0, 1024)
-			defer func() {
-				mu.Lock()
-				lat = append(lat, mine...)
-				mu.Unlock()
-			}()
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				i := int(next.Add(1) - 1)
-				if i >= len(pending) {
-					usedUp.Store(true)
-					return
-				}
-				p := pending[i]
-				t0 := time.Now()
-				body := `{"method":"totp","code":"` + users[p.user].code(t0) + `"}`
-				status, _, b, err := postJSON(ctx, client, url, body, p.token)
-				mine = append(mine, time.Since(t0))
-				statuses.add(status, err)
-				switch {
-				case err != nil:
-					samples.add("%v", err)
-				case status != http.StatusOK || !bytes.Contains(b, []byte(`"authenticated"`)):
-					samples.add("%d %s", status, bytes.TrimSpace(b))
-				}
-			}
-		})
-	}
-	wg.Wait()
+	load()
 	elapsed := time.Since(start)
 	r.ServerCPUSecs = (srv.cpu() - cpu0).Seconds()
 	r.ClientCPUSecs = (selfCPU() - self0).Seconds()
@@ -1004,16 +1009,81 @@ func phaseVerify(ctx context.Context, o loadtestOptions, srv ltCluster, users []
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r.Requests = len(lat)
-	r.Statuses = statuses.m
+	r.Requests = len(v.lat)
+	r.Statuses = v.statuses.m
 	r.OK = r.Statuses["200"]
-	r.ErrorSamples = samples.samples
+	r.ErrorSamples = v.samples.samples
 	r.Errors = r.Requests - r.OK
 	r.Seconds = elapsed.Seconds()
-	r.PoolUsedUp = usedUp.Load()
+	r.PoolUsedUp = v.usedUp.Load()
 	r.PerSecond = float64(r.OK) / elapsed.Seconds()
-	r.Latency = latencyOf(lat)
-	progress("phase 1: %d verifications in %s: %.0f/s, p99 %.1f ms", r.OK, round(elapsed), r.PerSecond, r.Latency.P99)
+	r.Latency = latencyOf(v.lat)
+	r.MaxInFlight = int(v.most.Load())
+	return nil
+}
+
+// phaseVerify measures the second factor twice, each part on pending
+// sign-ins of its own. First the throughput: o.concurrency connections
+// each send the next request as soon as the last is answered, for
+// o.duration. The latency there is set by the number of connections
+// (Little's law: connections = rate x mean latency), not by the server.
+// Then the latency at the target rate: requests start at fixed intervals,
+// o.rate per second for o.duration, each on a free connection, whether or
+// not the earlier ones are answered, as independent users arrive. Each
+// latency runs from the request's scheduled start, so a server (or load
+// generator) that falls behind is charged for the wait as well.
+func phaseVerify(ctx context.Context, o loadtestOptions, srv ltCluster, users []ltUser, pending []ltPending, rep *ltReport, progress func(string, ...any)) error {
+	needed := int(math.Ceil(float64(o.rate) * o.duration.Seconds()))
+	atRate := min(len(pending)/2, needed)
+	busy := &verifier{users: users, pending: pending[:len(pending)-atRate]}
+	paced := &verifier{users: users, pending: pending[len(pending)-atRate:]}
+	paced.usedUp.Store(atRate < needed) // it will run short of o.duration
+
+	progress("phase 1: second-factor requests from %d connections for %s (%d pending sign-ins)...", o.concurrency, o.duration, len(busy.pending))
+	r := &rep.Verify
+	r.Connections = o.concurrency
+	client := &http.Client{Transport: httpTransport(o.concurrency), Timeout: time.Minute}
+	defer client.CloseIdleConnections()
+	err := busy.measure(ctx, srv, r, func() {
+		deadline := time.Now().Add(o.duration)
+		var wg sync.WaitGroup
+		for conn := range o.concurrency {
+			wg.Go(func() {
+				for ctx.Err() == nil && time.Now().Before(deadline) && busy.send(ctx, client, srv.url(conn), time.Now()) {
+				}
+			})
+		}
+		wg.Wait()
+	})
+	if err != nil {
+		return err
+	}
+	progress("phase 1: %d verifications in %.1f s: %.0f/s, p99 %.1f ms", r.OK, r.Seconds, r.PerSecond, r.Latency.P99)
+
+	progress("phase 1: second-factor requests at %d/s for %s (%d pending sign-ins)...", o.rate, o.duration, len(paced.pending))
+	r = &rep.VerifyAtRate
+	r.OfferedPerSecond = o.rate
+	// No bound on connections: a request never waits for another's answer.
+	tr := httpTransport(0)
+	tr.MaxIdleConnsPerHost = 1024
+	pacedClient := &http.Client{Transport: tr, Timeout: time.Minute}
+	defer pacedClient.CloseIdleConnections()
+	err = paced.measure(ctx, srv, r, func() {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for k := 0; k < len(paced.pending) && ctx.Err() == nil; k++ {
+			at := start.Add(time.Duration(k) * time.Second / time.Duration(o.rate))
+			// Requests whose time has come start at once: a late wake-up
+			// delays them, and their latencies say so.
+			time.Sleep(time.Until(at))
+			wg.Go(func() { paced.send(ctx, pacedClient, srv.url(k), at) })
+		}
+		wg.Wait()
+	})
+	if err != nil {
+		return err
+	}
+	progress("phase 1: %d verifications at %d/s offered: p99 %.1f ms, at most %d in flight", r.OK, o.rate, r.Latency.P99, r.MaxInFlight)
 	return nil
 }
 
@@ -1468,10 +1538,12 @@ func (r *ltReport) judge(o loadtestOptions) {
 	v := r.Verify
 	goal("second-factor verifications/s", fmt.Sprintf("≥ %d", targetVerifyRate), fmt.Sprintf("%.0f", v.PerSecond),
 		v.PerSecond >= targetVerifyRate && v.Errors == 0)
-	goal("second-factor p99 latency", fmt.Sprintf("< %d ms", targetVerifyP99.Milliseconds()), fmt.Sprintf("%.1f ms", v.Latency.P99),
-		v.Requests > 0 && v.Latency.P99 < ms(targetVerifyP99))
-	goal("server RSS during phase 1", fmt.Sprintf("< %d MB", targetVerifyRSSKiB>>10), fmt.Sprintf("%.1f MB", v.ServerPeakMB),
-		v.ServerPeakMB > 0 && v.ServerPeakMB < mb(targetVerifyRSSKiB))
+	a := r.VerifyAtRate
+	goal(fmt.Sprintf("second-factor p99 at %d/s", a.OfferedPerSecond), fmt.Sprintf("< %d ms", targetVerifyP99.Milliseconds()), fmt.Sprintf("%.1f ms", a.Latency.P99),
+		a.Requests > 0 && !a.PoolUsedUp && a.Errors == 0 && a.Latency.P99 < ms(targetVerifyP99))
+	peak := max(v.ServerPeakMB, a.ServerPeakMB)
+	goal("server RSS during phase 1", fmt.Sprintf("< %d MB", targetVerifyRSSKiB>>10), fmt.Sprintf("%.1f MB", peak),
+		peak > 0 && peak < mb(targetVerifyRSSKiB))
 	s := r.Signin
 	goal("full sign-ins/s ÷ argon2id hashes/s", fmt.Sprintf("≥ %.2f", targetSigninRatio), fmt.Sprintf("%.3f", s.Ratio),
 		s.Ratio >= targetSigninRatio && s.Errors == 0)
@@ -1481,7 +1553,24 @@ func (r *ltReport) judge(o loadtestOptions) {
 		goal("server RSS during the flood", fmt.Sprintf("< %d MB", targetFloodRSSKiB>>10), fmt.Sprintf("%.1f MB", f.ServerPeakMB),
 			f.ServerPeakMB > 0 && f.ServerPeakMB < mb(targetFloodRSSKiB))
 	}
-	r.Failures = v.Errors + s.Errors + r.Flood.Failures
+	r.Failures = v.Errors + a.Errors + s.Errors + r.Flood.Failures
+}
+
+// printRequests prints the requests of a part of phase 1 and their errors.
+func (v ltVerify) printRequests(p func(string, ...any), pending int) {
+	p("  requests      %d in %.2f s (%s)", v.Requests, v.Seconds, statusList(v.Statuses))
+	if v.PoolUsedUp {
+		p("  (this part's share of the %d pending sign-ins was used up: raise --pending)", pending)
+	}
+	for _, s := range v.ErrorSamples {
+		p("  error         %s", s)
+	}
+}
+
+// printUse prints the server's memory and CPU time, and the load generator's, in a part of phase 1.
+func (v ltVerify) printUse(p func(string, ...any), cpus int) {
+	p("  server RSS    peak %.1f MB", v.ServerPeakMB)
+	p("  CPU time      server %.1f s (%.0f%% of %d CPUs), load generator %.1f s", v.ServerCPUSecs, 100*v.ServerCPUShare, cpus, v.ClientCPUSecs)
 }
 
 func passMiss(ok bool) string {
@@ -1532,20 +1621,20 @@ func (r *ltReport) print(w io.Writer, o loadtestOptions) {
 	p("  pending       %d sign-ins past the password step in %.1f s", r.Seed.Pending, r.Seed.PendingSeconds)
 	p("  database      %.1f MiB of SQLite (copied to PostgreSQL when --postgres); servers started in %.2f s", r.Seed.DatabaseMB, r.Seed.ServerStartSecs)
 	p("")
-	v := r.Verify
-	p("Phase 1: second factor, POST /api/v1/login/second-factor, %d connections, %s", v.Connections, o.duration)
-	if v.PoolUsedUp {
-		p("  (the %d pending sign-ins were used up after %.1f s: raise --pending)", r.Seed.Pending, v.Seconds)
-	}
-	p("  requests      %d in %.2f s (%s)", v.Requests, v.Seconds, statusList(v.Statuses))
+	v, a := r.Verify, r.VerifyAtRate
+	p("Phase 1: second factor, POST /api/v1/login/second-factor, in two parts of %s", o.duration)
+	p(" Throughput: %d connections, each sending its next request when the last is answered", v.Connections)
+	v.printRequests(p, r.Seed.Pending)
 	p("  throughput    %.0f verifications/s          target ≥ %d/s    %s", v.PerSecond, targetVerifyRate, met(0))
-	p("  latency       %s", v.Latency)
+	p("  latency       %s (set by the connections' number: not judged)", v.Latency)
+	v.printUse(p, r.CPUs)
+	p(" Latency at %d/s: requests started at fixed intervals, each timed from its scheduled start", a.OfferedPerSecond)
+	a.printRequests(p, r.Seed.Pending)
+	p("  answered      %.0f verifications/s, at most %d requests in flight", a.PerSecond, a.MaxInFlight)
+	p("  latency       %s", a.Latency)
 	p("                p99 target < %d ms                          %s", targetVerifyP99.Milliseconds(), met(1))
-	p("  server RSS    peak %.1f MB                     target < %d MB    %s", v.ServerPeakMB, targetVerifyRSSKiB>>10, met(2))
-	p("  CPU time      server %.1f s (%.0f%% of %d CPUs), load generator %.1f s", v.ServerCPUSecs, 100*v.ServerCPUShare, r.CPUs, v.ClientCPUSecs)
-	for _, s := range v.ErrorSamples {
-		p("  error         %s", s)
-	}
+	a.printUse(p, r.CPUs)
+	p("  server RSS    target < %d MB over both parts                  %s", targetVerifyRSSKiB>>10, met(2))
 	p("")
 	s := r.Signin
 	p("Phase 2: full sign-in (password + code) against raw argon2id, in %d alternating rounds", signinRounds)

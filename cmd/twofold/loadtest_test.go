@@ -67,7 +67,7 @@ func runJSONLoadtest(t *testing.T, o loadtestOptions) (ltReport, *bytes.Buffer, 
 func TestLoadtestSmall(t *testing.T) {
 	t.Setenv("TMPDIR", t.TempDir()) // the scratch directory goes here
 	o, err := parseLoadtestFlags([]string{
-		"--users", "40", "--duration", "500ms", "--concurrency", "4",
+		"--users", "40", "--duration", "500ms", "--concurrency", "4", "--rate", "20",
 		"--full-signins", "4", "--flood", "12", "--hash-duration", "200ms", "--json",
 	}, func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -85,6 +85,10 @@ func TestLoadtestSmall(t *testing.T) {
 		{"phase 1 without errors", rep.Verify.Errors == 0 && rep.Verify.Requests == rep.Verify.OK},
 		{"phase 1 latency", rep.Verify.Latency.P99 > 0 && rep.Verify.Latency.Max >= rep.Verify.Latency.P99},
 		{"phase 1 server memory", rep.Verify.ServerPeakMB > 0},
+		{"phase 1 at 20/s: 10 requests, all verified", rep.VerifyAtRate.OfferedPerSecond == 20 &&
+			rep.VerifyAtRate.Requests == 10 && rep.VerifyAtRate.OK == 10 && !rep.VerifyAtRate.PoolUsedUp},
+		{"phase 1 at 20/s: paced over the duration", rep.VerifyAtRate.Seconds >= 0.45},
+		{"phase 1 at 20/s: latency", rep.VerifyAtRate.Latency.P99 > 0 && rep.VerifyAtRate.MaxInFlight >= 1},
 		{"raw argon2id rate", rep.Signin.Hashes > 0 && rep.Signin.HashesPerSecond > 0},
 		{"server warmed up before phase 2", rep.Signin.WarmupLogins > 0},
 		{"4 full sign-ins", rep.Signin.OK == 4 && rep.Signin.Errors == 0},
@@ -162,6 +166,7 @@ func TestLoadtestFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--users", "0"},
 		{"--concurrency", "-1"},
+		{"--rate", "0"},
 		{"--full-signins", "0"},
 		{"--flood", "-3"},
 		{"--instances", "0"},
