@@ -38,12 +38,17 @@ func (s *Service) confirmedTOTP(ctx context.Context, userID int64) (*Factor, err
 	if err != nil {
 		return nil, fmt.Errorf("mfa: factors: %w", err)
 	}
+	return confirmedTOTPOf(fs), nil
+}
+
+// confirmedTOTPOf returns the confirmed TOTP factor among fs, or nil.
+func confirmedTOTPOf(fs []Factor) *Factor {
 	for i := range fs {
 		if fs[i].Kind == FactorTOTP && fs[i].Confirmed() {
-			return &fs[i], nil
+			return &fs[i]
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // Status returns the two-factor state of the user.
@@ -199,10 +204,10 @@ func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Clien
 // checkTOTP checks a code against the user's confirmed factor, refusing
 // the step last used and any earlier one. It returns the factor and step to
 // claim; the claim itself is part of completing the sign-in.
-func (s *Service) checkTOTP(ctx context.Context, userID int64, code string) (factorID, step int64, ok bool, err error) {
-	f, err := s.confirmedTOTP(ctx, userID)
-	if err != nil || f == nil {
-		return 0, 0, false, err
+func (s *Service) checkTOTP(userID int64, factors []Factor, code string) (factorID, step int64, ok bool, err error) {
+	f := confirmedTOTPOf(factors)
+	if f == nil {
+		return 0, 0, false, nil
 	}
 	secret, err := s.cipher.Open(f.Secret, totpAD(userID))
 	if err != nil {

@@ -170,29 +170,36 @@ func (s *Service) passwordFailed(ctx context.Context, key ThrottleKey, userID in
 
 // PendingLogin returns the half-finished sign-in that token belongs to.
 func (s *Service) PendingLogin(ctx context.Context, token string) (*Session, *User, error) {
-	sess, err := s.store.Session(ctx, sessionID(token))
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil, ErrLoginExpired
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("mfa: pending login: %w", err)
-	}
-	if sess.Level != LevelPassword || !s.clock().Before(sess.ExpiresAt) {
-		return nil, nil, ErrLoginExpired
-	}
-	u, err := s.store.UserByID(ctx, sess.UserID)
+	v, err := s.pendingView(ctx, token)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mfa: pending login: %w", err)
+		return nil, nil, err
 	}
-	return sess, u, nil
+	return &v.Session, &v.User, nil
+}
+
+// pendingView reads the half-finished sign-in of token with the user's
+// factors.
+func (s *Service) pendingView(ctx context.Context, token string) (*SessionView, error) {
+	v, err := s.store.SessionView(ctx, sessionID(token))
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrLoginExpired
+	} else if err != nil {
+		return nil, fmt.Errorf("mfa: pending login: %w", err)
+	}
+	if v.Session.Level != LevelPassword || !s.clock().Before(v.Session.ExpiresAt) {
+		return nil, ErrLoginExpired
+	}
+	return v, nil
 }
 
 // VerifySecondFactor completes a pending sign-in with a code. On success the
 // pending session is replaced by a full one under a new token.
 func (s *Service) VerifySecondFactor(ctx context.Context, token string, method Method, code string, c Client) (*LoginResult, error) {
-	sess, u, err := s.PendingLogin(ctx, token)
+	v, err := s.pendingView(ctx, token)
 	if err != nil {
 		return nil, err
 	}
+	sess, u := &v.Session, &v.User
 	if method != MethodTOTP && method != MethodBackupCode {
 		return nil, ErrMethodUnavailable
 	}
@@ -207,7 +214,7 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 	up := Upgrade{Old: sess.ID, Throttle: key, Since: now.Add(-ThrottleWindow), Admit: admitAt(now)}
 	var ok bool
 	if method == MethodTOTP {
-		up.ClaimFactor, up.ClaimStep, ok, err = s.checkTOTP(ctx, u.ID, code)
+		up.ClaimFactor, up.ClaimStep, ok, err = s.checkTOTP(u.ID, v.Factors, code)
 	} else {
 		up.BackupCode, ok, err = s.checkBackupCode(ctx, u.ID, code)
 	}
@@ -263,12 +270,13 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, *Us
 	if token == "" {
 		return nil, nil, ErrUnauthenticated
 	}
-	sess, err := s.store.Session(ctx, sessionID(token))
+	v, err := s.store.SessionView(ctx, sessionID(token))
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil, ErrUnauthenticated
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("mfa: authenticate: %w", err)
 	}
+	sess, u := &v.Session, &v.User
 	now := s.clock()
 	if sess.Level != LevelFull {
 		return nil, nil, ErrUnauthenticated
@@ -286,10 +294,6 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, *Us
 			return nil, nil, fmt.Errorf("mfa: authenticate: %w", err)
 		}
 		sess.LastSeenAt = now
-	}
-	u, err := s.store.UserByID(ctx, sess.UserID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("mfa: authenticate: %w", err)
 	}
 	return sess, u, nil
 }

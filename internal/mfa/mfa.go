@@ -56,8 +56,9 @@ const (
 	LevelFull Level = 2
 )
 
-// Session is a server-side session. Its ID is the SHA-256 of the token the
-// client holds, so the database never holds a usable token.
+// Session is a server-side session. Its ID is derived from the token the
+// client holds by a hash (see sessionID), so the database never holds a
+// usable token.
 type Session struct {
 	ID         []byte
 	UserID     int64
@@ -66,6 +67,14 @@ type Session struct {
 	LastSeenAt time.Time
 	ExpiresAt  time.Time // absolute end, whatever the activity
 	IP         string
+}
+
+// A SessionView is a session with its user and the user's factors, pending
+// ones included, as one read finds them.
+type SessionView struct {
+	Session Session
+	User    User
+	Factors []Factor
 }
 
 // Method is a way to pass the second step of a sign-in.

@@ -73,6 +73,10 @@ type Store interface {
 
 	CreateSession(ctx context.Context, s *Session) error
 	Session(ctx context.Context, id []byte) (*Session, error)
+	// SessionView returns the session with that ID, its user and the user's
+	// factors in ID order, in one read: what a request with a session
+	// token needs.
+	SessionView(ctx context.Context, id []byte) (*SessionView, error)
 	// UpgradeSession completes a sign-in step in one write: it admits the
 	// attempt against its throttle key, spends the proof (claims the step,
 	// or uses the backup code), clears the key's consecutive failures,

@@ -464,6 +464,7 @@ func TestQueryPlans(t *testing.T) {
 		`SELECT ` + codeColumns + ` FROM backup_codes WHERE user_id = 1 AND used_at IS NULL ORDER BY id`,
 		`DELETE FROM backup_codes WHERE user_id = 1`,
 		`SELECT ` + sessionColumns + ` FROM sessions WHERE id = '\x00'`,
+		strings.ReplaceAll(sessionViewSQL, "$1", `'\x00'`),
 		`DELETE FROM sessions WHERE user_id = 1`,
 		`DELETE FROM sessions WHERE expires_at < now()`,
 		`SELECT ` + eventColumns + ` FROM events WHERE user_id = 1 ORDER BY id DESC LIMIT 10`,

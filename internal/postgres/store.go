@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -310,6 +312,65 @@ func (db *DB) Session(ctx context.Context, id []byte) (*mfa.Session, error) {
 	s.Level = mfa.Level(level)
 	s.CreatedAt, s.LastSeenAt, s.ExpiresAt = timeOf(s.CreatedAt), timeOf(s.LastSeenAt), timeOf(s.ExpiresAt)
 	return &s, nil
+}
+
+// sessionViewSQL reads a session, its user and the user's factors: a row
+// per factor, or one with NULL factor columns. The factors come in no
+// particular order (an order would take a sort: factors_user_id does not
+// order by id).
+const sessionViewSQL = `SELECT s.user_id, s.level, s.created_at, s.last_seen_at, s.expires_at, s.ip,
+	u.email, u.password_hash, u.created_at,
+	f.id, f.kind, f.secret, f.last_step, f.created_at, f.confirmed_at
+FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN factors f ON f.user_id = s.user_id
+WHERE s.id = $1`
+
+// SessionView returns the session with exactly that ID, its user and the
+// user's factors, in one read.
+func (db *DB) SessionView(ctx context.Context, id []byte) (*mfa.SessionView, error) {
+	rows, err := db.pool.Query(ctx, sessionViewSQL, id)
+	if err != nil {
+		return nil, wrap("session view", err)
+	}
+	defer rows.Close()
+	var v *mfa.SessionView
+	for rows.Next() {
+		var (
+			s     mfa.Session
+			u     mfa.User
+			level int32
+			f     struct {
+				id, step           pgtype.Int8
+				kind               pgtype.Text
+				secret             []byte
+				created, confirmed pgtype.Timestamptz
+			}
+		)
+		err := rows.Scan(&s.UserID, &level, &s.CreatedAt, &s.LastSeenAt, &s.ExpiresAt, &s.IP,
+			&u.Email, &u.PasswordHash, &u.CreatedAt,
+			&f.id, &f.kind, &f.secret, &f.step, &f.created, &f.confirmed)
+		if err != nil {
+			return nil, wrap("session view", err)
+		}
+		if v == nil {
+			s.ID = append([]byte(nil), id...)
+			s.Level = mfa.Level(level)
+			s.CreatedAt, s.LastSeenAt, s.ExpiresAt = timeOf(s.CreatedAt), timeOf(s.LastSeenAt), timeOf(s.ExpiresAt)
+			u.ID, u.CreatedAt = s.UserID, timeOf(u.CreatedAt)
+			v = &mfa.SessionView{Session: s, User: u}
+		}
+		if f.id.Valid {
+			v.Factors = append(v.Factors, mfa.Factor{ID: f.id.Int64, UserID: s.UserID, Kind: mfa.FactorKind(f.kind.String),
+				Secret: f.secret, LastStep: f.step.Int64, CreatedAt: timeOf(f.created.Time), ConfirmedAt: nullTimeOf(f.confirmed)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("session view", err)
+	}
+	if v == nil {
+		return nil, wrap("session view", pgx.ErrNoRows)
+	}
+	slices.SortFunc(v.Factors, func(a, b mfa.Factor) int { return cmp.Compare(a.ID, b.ID) })
+	return v, nil
 }
 
 const insertEvent = `INSERT INTO events (user_id, type, at, ip, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id`

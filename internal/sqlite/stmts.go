@@ -14,7 +14,8 @@ type stmts struct {
 	// read pool
 	userByID, userByEmail, countUsers  *sql.Stmt
 	factors, factorsAfter, unusedCodes *sql.Stmt
-	session, throttleState, events     *sql.Stmt
+	session, sessionView               *sql.Stmt
+	throttleState, events              *sql.Stmt
 	// write connection
 	insertUser, replacePassword                     *sql.Stmt
 	deletePending, insertFactor, confirmFactor      *sql.Stmt
@@ -38,6 +39,14 @@ const (
 	sessionColumns = `user_id, level, created_at, last_seen_at, expires_at, ip`
 	eventColumns   = `id, user_id, type, at, ip, detail`
 
+	// sessionViewSQL reads a session, its user and the user's factors: a
+	// row per factor, or one with NULL factor columns.
+	sessionViewSQL = `SELECT s.user_id, s.level, s.created_at, s.last_seen_at, s.expires_at, s.ip,
+	u.email, u.password_hash, u.created_at,
+	f.id, f.kind, f.secret, f.last_step, f.created_at, f.confirmed_at
+FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN factors f ON f.user_id = s.user_id
+WHERE s.id = ? ORDER BY f.id`
+
 	// throttleStateSQL reads a key's row and counts its failures at or after
 	// ?3, in one statement. ?1 is the subject, ?2 the method.
 	throttleStateSQL = `SELECT
@@ -60,6 +69,7 @@ func (s *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{&s.factorsAfter, r, `SELECT ` + factorColumns + ` FROM factors WHERE id > ? ORDER BY id LIMIT ?`},
 		{&s.unusedCodes, r, `SELECT ` + codeColumns + ` FROM backup_codes WHERE user_id = ? AND used_at IS NULL ORDER BY id`},
 		{&s.session, r, `SELECT ` + sessionColumns + ` FROM sessions WHERE id = ?`},
+		{&s.sessionView, r, sessionViewSQL},
 		{&s.throttleState, r, throttleStateSQL},
 		{&s.events, r, `SELECT ` + eventColumns + ` FROM events WHERE user_id = ? ORDER BY id DESC LIMIT ?`},
 

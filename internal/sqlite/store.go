@@ -307,6 +307,55 @@ func (db *DB) Session(ctx context.Context, id []byte) (*mfa.Session, error) {
 	return &s, nil
 }
 
+// SessionView returns the session with exactly that ID, its user and the
+// user's factors, in one read.
+func (db *DB) SessionView(ctx context.Context, id []byte) (*mfa.SessionView, error) {
+	rows, err := db.st.sessionView.QueryContext(ctx, id)
+	if err != nil {
+		return nil, wrap("session view", err)
+	}
+	defer rows.Close()
+	var v *mfa.SessionView
+	for rows.Next() {
+		var (
+			s                      mfa.Session
+			u                      mfa.User
+			level                  int64
+			created, seen, expires int64
+			userCreated            int64
+			f                      struct {
+				id, step, created, confirmed sql.NullInt64
+				kind                         sql.NullString
+				secret                       []byte
+			}
+		)
+		err := rows.Scan(&s.UserID, &level, &created, &seen, &expires, &s.IP,
+			&u.Email, &u.PasswordHash, &userCreated,
+			&f.id, &f.kind, &f.secret, &f.step, &f.created, &f.confirmed)
+		if err != nil {
+			return nil, wrap("session view", err)
+		}
+		if v == nil {
+			s.ID = append([]byte(nil), id...)
+			s.Level = mfa.Level(level)
+			s.CreatedAt, s.LastSeenAt, s.ExpiresAt = timeOf(created), timeOf(seen), timeOf(expires)
+			u.ID, u.CreatedAt = s.UserID, timeOf(userCreated)
+			v = &mfa.SessionView{Session: s, User: u}
+		}
+		if f.id.Valid {
+			v.Factors = append(v.Factors, mfa.Factor{ID: f.id.Int64, UserID: s.UserID, Kind: mfa.FactorKind(f.kind.String),
+				Secret: f.secret, LastStep: f.step.Int64, CreatedAt: timeOf(f.created.Int64), ConfirmedAt: nullTimeOf(f.confirmed)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("session view", err)
+	}
+	if v == nil {
+		return nil, wrap("session view", sql.ErrNoRows)
+	}
+	return v, nil
+}
+
 // errGone ends UpgradeSession's transaction when the old session is gone,
 // its proof was spent already, or the throttle refuses the attempt.
 var errGone = errors.New("session gone")

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -768,6 +769,64 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		}
 		if got, err := s.Session(ctx, sent); err != nil || got.Level != mfa.LevelPassword {
 			t.Errorf("after a conflict: got %+v, %v, want the first session", got, err)
+		}
+	})
+
+	t.Run("View", func(t *testing.T) {
+		s := newStore(t)
+		ctx := t.Context()
+		u := createUser(t, s, "u@example.com")
+		other := createUser(t, s, "other@example.com")
+		sess := newSession(u.ID, 1, mfa.LevelPassword, base.Add(10*time.Minute))
+		createSession(t, s, sess)
+		createSession(t, s, newSession(other.ID, 2, mfa.LevelFull, base.Add(time.Hour)))
+		view := func(id []byte) *mfa.SessionView {
+			t.Helper()
+			v, err := s.SessionView(ctx, id)
+			if err != nil {
+				t.Fatalf("SessionView: %v", err)
+			}
+			checkSession(t, &v.Session, sess)
+			if v.User.ID != u.ID || v.User.Email != u.Email || v.User.PasswordHash != u.PasswordHash {
+				t.Errorf("SessionView user: got %+v, want %+v", v.User, u)
+			}
+			checkTime(t, "user CreatedAt", v.User.CreatedAt, u.CreatedAt)
+			return v
+		}
+		if v := view(sess.ID); len(v.Factors) != 0 {
+			t.Errorf("a user without factors: got factors %+v", v.Factors)
+		}
+
+		on := confirmed(t, s, u.ID, "sealed secret", 7)
+		pending := savePending(t, s, u.ID, "pending secret", base.Add(time.Hour))
+		confirmed(t, s, other.ID, "other secret", 3)
+		v := view(sess.ID)
+		if len(v.Factors) != 2 || v.Factors[0].ID != on.ID || v.Factors[1].ID != pending.ID {
+			t.Fatalf("factors: got %+v, want %d then %d", v.Factors, on.ID, pending.ID)
+		}
+		if f := v.Factors[0]; f.UserID != u.ID || f.Kind != mfa.FactorTOTP || string(f.Secret) != "sealed secret" ||
+			f.LastStep != 7 || !f.Confirmed() {
+			t.Errorf("confirmed factor: got %+v", f)
+		}
+		checkTime(t, "factor ConfirmedAt", v.Factors[0].ConfirmedAt, base.Add(time.Minute))
+		if f := v.Factors[1]; string(f.Secret) != "pending secret" || f.Confirmed() {
+			t.Errorf("pending factor: got %+v", f)
+		}
+		checkTime(t, "factor CreatedAt", v.Factors[1].CreatedAt, base.Add(time.Hour))
+		if want := factorByID(t, s, u.ID, on.ID); !reflect.DeepEqual(v.Factors[0], *want) {
+			t.Errorf("SessionView's factor %+v differs from Factors' %+v", v.Factors[0], *want)
+		}
+
+		for _, id := range [][]byte{sess.ID[:31], sessionID(3), nil} {
+			if _, err := s.SessionView(ctx, id); !errors.Is(err, mfa.ErrNotFound) {
+				t.Errorf("SessionView(%x): got %v, want ErrNotFound", id, err)
+			}
+		}
+		if err := s.DeleteSession(ctx, sess.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SessionView(ctx, sess.ID); !errors.Is(err, mfa.ErrNotFound) {
+			t.Errorf("SessionView of a deleted session: got %v, want ErrNotFound", err)
 		}
 	})
 

@@ -150,6 +150,11 @@ func (m *MemStore) ReplacePasswordHash(ctx context.Context, userID int64, old, n
 func (m *MemStore) Factors(ctx context.Context, userID int64) ([]mfa.Factor, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.factorsOf(userID), nil
+}
+
+// factorsOf returns copies of the user's factors in ID order; m.mu is held.
+func (m *MemStore) factorsOf(userID int64) []mfa.Factor {
 	var fs []mfa.Factor
 	for _, f := range m.factors {
 		if f.UserID == userID {
@@ -157,7 +162,7 @@ func (m *MemStore) Factors(ctx context.Context, userID int64) ([]mfa.Factor, err
 		}
 	}
 	slices.SortFunc(fs, func(a, b mfa.Factor) int { return cmp.Compare(a.ID, b.ID) })
-	return fs, nil
+	return fs
 }
 
 // SavePendingFactor stores f, setting f.ID, and removes any other pending
@@ -304,6 +309,22 @@ func (m *MemStore) Session(ctx context.Context, id []byte) (*mfa.Session, error)
 	}
 	s = copySession(s)
 	return &s, nil
+}
+
+// SessionView returns the session with exactly that ID, its user and the
+// user's factors.
+func (m *MemStore) SessionView(ctx context.Context, id []byte) (*mfa.SessionView, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[string(id)]
+	if !ok {
+		return nil, mfa.ErrNotFound
+	}
+	u, ok := m.users[s.UserID]
+	if !ok {
+		return nil, mfa.ErrNotFound
+	}
+	return &mfa.SessionView{Session: copySession(s), User: u, Factors: m.factorsOf(s.UserID)}, nil
 }
 
 // UpgradeSession replaces session oldID by next and records ev (setting
