@@ -276,9 +276,13 @@ func setCodeIDs(codes []mfa.BackupCode, userID int64, ids []int64) {
 	}
 }
 
+// sessionArgs are s's columns in the order of insertSession and replaceSession.
+func sessionArgs(s *mfa.Session) []any {
+	return []any{s.ID, s.UserID, int64(s.Level), millis(s.CreatedAt), millis(s.LastSeenAt), millis(s.ExpiresAt), s.IP}
+}
+
 func (db *DB) insertSession(ctx context.Context, ins *sql.Stmt, s *mfa.Session) error {
-	_, err := ins.ExecContext(ctx, s.ID, s.UserID, int64(s.Level),
-		millis(s.CreatedAt), millis(s.LastSeenAt), millis(s.ExpiresAt), s.IP)
+	_, err := ins.ExecContext(ctx, sessionArgs(s)...)
 	return err
 }
 
@@ -392,9 +396,8 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 			}
 		}
 		if u.Old != nil {
-			n := u.Next
-			if err := mustAffect(tx.StmtContext(ctx, db.st.replaceSession).ExecContext(ctx, n.ID, n.UserID, int64(n.Level),
-				millis(n.CreatedAt), millis(n.LastSeenAt), millis(n.ExpiresAt), n.IP, u.Old)); err != nil {
+			args := append(sessionArgs(u.Next), u.Old)
+			if err := mustAffect(tx.StmtContext(ctx, db.st.replaceSession).ExecContext(ctx, args...)); err != nil {
 				return err
 			}
 		} else if err := db.insertSession(ctx, tx.StmtContext(ctx, db.st.insertSession), u.Next); err != nil {
