@@ -303,6 +303,60 @@ func TestCheckpointerWaitsForCommits(t *testing.T) {
 	waitFor(t, func() bool { return db.passes.Load() == 1 })
 }
 
+// Near walBound the checkpointer stops gathering commits: once a pass
+// finds the WAL within one gathered pass's growth of the bound, a lone
+// commit brings the next pass, so that the writer's own checkpoint at the
+// bound, which every write waits for, finds almost everything copied.
+func TestCheckpointerPassesEachCommitNearBound(t *testing.T) {
+	defer func(b int, e int64, d time.Duration) {
+		walBound, checkpointEvery, checkpointDelay = b, e, d
+	}(walBound, checkpointEvery, checkpointDelay)
+	walBound, checkpointEvery, checkpointDelay = 400, 4, time.Hour
+	db := openTest(t)
+	ctx := context.Background()
+	u := &mfa.User{Email: "ann@example.com", PasswordHash: "h", CreatedAt: time.Now()}
+	if err := db.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	// A reader's snapshot keeps the WAL from starting over, as a busy
+	// writer does: a pass alone would catch up with these lone commits.
+	snapshot, err := db.r.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snapshot.Rollback()
+	var n int
+	if err := snapshot.QueryRow(`SELECT count(*) FROM users`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	detail := strings.Repeat("x", 3000) // a page of its own for each event
+	var passedAt, pages, stride int64   // as the checkpointer sees them
+	for range 4 * walBound {
+		passes := db.passes.Load()
+		if err := db.AddEvent(ctx, &mfa.Event{UserID: u.ID, Type: mfa.EventLoginFailed, At: time.Now(), Detail: detail}); err != nil {
+			t.Fatal(err)
+		}
+		commits := db.commits.Load()
+		switch {
+		case nearBound(pages, stride):
+			// Without the rule, this commit alone would wait an hour.
+			waitFor(t, func() bool { return db.passes.Load() == passes+1 })
+			if pages >= int64(walBound) {
+				t.Fatalf("the WAL reached %d pages before the checkpointer passed after each commit (bound %d)", pages, walBound)
+			}
+			t.Logf("a pass after a lone commit at %d pages, %d a gathered pass before (bound %d)", pages, stride, walBound)
+			return
+		case commits-passedAt == checkpointEvery:
+			waitFor(t, func() bool { return db.passes.Load() == passes+1 })
+			walPages := db.walPages.Load()
+			stride, pages, passedAt = walPages-pages, walPages, commits
+		case db.passes.Load() != passes:
+			t.Fatalf("a pass after %d commits, want one every %d", commits-passedAt, checkpointEvery)
+		}
+	}
+	t.Fatalf("the WAL never came near its bound: %d pages after the last pass", pages)
+}
+
 // waitFor polls cond for up to 10 s, generous for a loaded machine: the
 // checkpointer acts within milliseconds.
 func waitFor(t *testing.T, cond func() bool) {
