@@ -5,6 +5,8 @@ package password
 
 import (
 	_ "embed" // for the embedded blocklist
+	"slices"
+	"sort"
 	"strings"
 )
 
@@ -23,13 +25,19 @@ var commonPasswords string
 // Blocklist is a set of commonly used passwords, compared
 // case-insensitively. It is read-only and safe for concurrent use. A nil
 // *Blocklist contains nothing.
+//
+// The entries are kept sorted in one string, not in a map: the garbage
+// collector, which a server hashing passwords runs every few hashes (each
+// argon2id run allocates its memory anew), then has two objects without
+// pointers to look at instead of 44,000 strings.
 type Blocklist struct {
-	set map[string]struct{}
+	words string   // the distinct lower-cased entries, sorted, one after another
+	ends  []uint32 // ends[i] is where entry i ends in words
 }
 
 // LoadBlocklist parses the embedded list of common passwords. Call it once
-// at start-up and share the result: each call builds a new set (about
-// 2.6 MiB, a few milliseconds).
+// at start-up and share the result: each call builds a new list (about
+// 0.8 MiB, about 10 ms).
 func LoadBlocklist() *Blocklist {
 	return NewBlocklist(strings.Split(strings.TrimSuffix(commonPasswords, "\n"), "\n"))
 }
@@ -37,17 +45,31 @@ func LoadBlocklist() *Blocklist {
 // NewBlocklist returns a Blocklist of the given passwords. Empty entries are
 // skipped.
 func NewBlocklist(passwords []string) *Blocklist {
-	b := &Blocklist{set: make(map[string]struct{}, len(passwords))}
+	entries := make([]string, 0, len(passwords))
 	for _, p := range passwords {
-		p = strings.TrimSuffix(p, "\r")
-		if p == "" {
-			continue
+		if p = strings.TrimSuffix(p, "\r"); p != "" {
+			entries = append(entries, strings.ToLower(p))
 		}
-		// ToLower returns p itself when it has no upper case, so most keys
-		// share the embedded data rather than copy it.
-		b.set[strings.ToLower(p)] = struct{}{}
 	}
+	slices.Sort(entries)
+	entries = slices.Compact(entries)
+	var words strings.Builder
+	b := &Blocklist{ends: make([]uint32, len(entries))}
+	for i, e := range entries {
+		words.WriteString(e)
+		b.ends[i] = uint32(words.Len())
+	}
+	b.words = words.String()
 	return b
+}
+
+// entry returns the i-th entry in sorted order.
+func (b *Blocklist) entry(i int) string {
+	start := uint32(0)
+	if i > 0 {
+		start = b.ends[i-1]
+	}
+	return b.words[start:b.ends[i]]
 }
 
 // Contains reports whether password is on the list, ignoring case.
@@ -55,8 +77,9 @@ func (b *Blocklist) Contains(password string) bool {
 	if b == nil {
 		return false
 	}
-	_, ok := b.set[strings.ToLower(password)]
-	return ok
+	p := strings.ToLower(password)
+	i := sort.Search(len(b.ends), func(i int) bool { return b.entry(i) >= p })
+	return i < len(b.ends) && b.entry(i) == p
 }
 
 // Len returns the number of distinct (lower-cased) entries.
@@ -64,5 +87,5 @@ func (b *Blocklist) Len() int {
 	if b == nil {
 		return 0
 	}
-	return len(b.set)
+	return len(b.ends)
 }

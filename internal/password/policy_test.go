@@ -2,6 +2,7 @@ package password_test
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -120,6 +121,34 @@ func TestLoadBlocklist(t *testing.T) {
 	for _, tt := range tests {
 		if got := b.Contains(tt.password); got != tt.want {
 			t.Errorf("Contains(%q) = %v, want %v", tt.password, got, tt.want)
+		}
+	}
+}
+
+// Every entry of the list is found, in any case, and nothing next to one:
+// a longer or shorter string, or one that sorts between two entries.
+func TestBlocklistFindsEveryEntry(t *testing.T) {
+	data, err := os.ReadFile("common-passwords.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := password.LoadBlocklist()
+	entries := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	listed := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		listed[strings.ToLower(e)] = true
+	}
+	for _, e := range entries {
+		for _, p := range []string{e, strings.ToUpper(e)} {
+			if !b.Contains(p) {
+				t.Fatalf("Contains(%q) = false for an entry of the list", p)
+			}
+		}
+		lower := strings.ToLower(e)
+		for _, p := range []string{lower + "\x00", lower[:len(lower)-1] + "\x7f", lower[1:]} {
+			if b.Contains(p) != listed[p] {
+				t.Fatalf("Contains(%q) = %v, near the entry %q; listed: %v", p, !listed[p], e, listed[p])
+			}
 		}
 	}
 }
