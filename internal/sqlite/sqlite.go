@@ -363,22 +363,25 @@ func (db *DB) writer() {
 // checkpointEvery is how many of the writer's commits a checkpoint pass
 // waits for, checkpointDelay how long at most after the first of them. A
 // pass copies each page once, in its latest version, and ends with two
-// fsyncs: passes over many commits copy the pages that every sign-in
+// fsyncs: passes over several commits copy the pages that every sign-in
 // writes (the sessions, throttles and events at the end of their tables)
 // once instead of once per commit, and spend fewer fsyncs. An fsync holds
 // one of the process's CPUs (a Go P) until the runtime hands it on, and
-// costs the kernel's flusher CPU time besides. Measured in the loadtest's
-// phase 2 (full sign-ins, about 170 commits/s beside argon2id), four
-// alternated pairs against a pass every 8 commits or 10 ms: 87.9 against
-// 85.9 sign-ins/s, the CPUs idle 3.1% against 4.5% of the time; in phase
-// 1, 5% less CPU per verification.
+// costs the kernel's flusher CPU time besides. Under load, 8 commits come
+// within milliseconds; at the loadtest's phase 2 (full sign-ins, about 170
+// commits/s beside argon2id) the delay decides. Four alternated runs each
+// of 8 commits or 10 ms, 8 or 250 ms, and 64 or 250 ms: 85.9, 86.4 and
+// 87.9 sign-ins/s on average, the CPUs idle 4.5%, 4.1% and 3.1% of the
+// time. 64 commits also took 5% less CPU per verification in phase 1, but
+// their larger lag raised the p99 at 3,000 verifications/s from 4-5 ms to
+// 5-22 ms; with 8 it stays as it was.
 //
-// The lag, up to checkpointEvery commits, is what the writer's own
-// checkpoint at walBound must copy and fsync while every write waits: so
-// as the WAL nears walBound the checkpointer passes after every commit
-// instead (see nearBound). Variables for tests.
+// The lag is what the writer's own checkpoint at walBound must copy and
+// fsync while every write waits: so as the WAL nears walBound the
+// checkpointer passes after every commit instead (see nearBound).
+// Variables for tests.
 var (
-	checkpointEvery int64 = 64
+	checkpointEvery int64 = 8
 	checkpointDelay       = 250 * time.Millisecond
 )
 
@@ -389,7 +392,7 @@ var (
 // fsyncs have little to write. Measured in the loadtest's phase 1 at 3,000
 // verifications/s: without it, with passes every 32 commits, the batches
 // that ran the writer's checkpoint took 28-33 ms; with it, and 64 commits,
-// the slowest batch took 21-23 ms (12-13 ms with passes every 8 commits).
+// the slowest batch took 21-23 ms.
 func nearBound(pages, stride int64) bool {
 	return pages+stride >= int64(walBound)
 }
