@@ -252,6 +252,13 @@ type ltSignin struct {
 	ServerPeakMB    float64        `json:"server_peak_rss_mb"`
 	ServerCPUSecs   float64        `json:"server_cpu_seconds"`   // during the sign-ins
 	ClientCPUSecs   float64        `json:"loadtest_cpu_seconds"` // during the sign-ins
+	// The machine's CPU time, in percent, that was idle or stolen by the
+	// hypervisor during the raw hashing and during the sign-ins: steal
+	// slows whichever part it falls in, and so moves the ratio.
+	HashIdlePct  float64 `json:"hash_idle_percent"`
+	HashStealPct float64 `json:"hash_steal_percent"`
+	SignIdlePct  float64 `json:"signin_idle_percent"`
+	SignStealPct float64 `json:"signin_steal_percent"`
 }
 
 type ltFlood struct {
@@ -1157,6 +1164,8 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 		lat      []time.Duration
 		hashTime time.Duration
 		signTime time.Duration
+
+		hashMachine, signMachine machineShares
 	)
 	signins := func(users []ltUser) {
 		var next atomic.Int64
@@ -1187,6 +1196,7 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 	}
 	mem := srv.watchMemory()
 	for round := range rounds {
+		m0 := readMachineTicks()
 		n, el, err := hashFor(o.hashDuration / time.Duration(rounds))
 		if err != nil {
 			mem.stop()
@@ -1194,12 +1204,17 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 		}
 		r.Hashes += n
 		hashTime += el
+		m1 := readMachineTicks()
+		hashMachine.add(m0, m1)
 		t0, cpu0, self0 := time.Now(), srv.cpu(), selfCPU()
 		signins(full[round*len(full)/rounds : (round+1)*len(full)/rounds])
 		signTime += time.Since(t0)
 		r.ServerCPUSecs += (srv.cpu() - cpu0).Seconds()
 		r.ClientCPUSecs += (selfCPU() - self0).Seconds()
+		signMachine.add(m1, readMachineTicks())
 	}
+	r.HashIdlePct, r.HashStealPct = hashMachine.percent()
+	r.SignIdlePct, r.SignStealPct = signMachine.percent()
 	r.ServerPeakMB = mb(mem.stop())
 	if err := ctx.Err(); err != nil {
 		return err
@@ -1446,6 +1461,58 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
+// machineTicks is the whole machine's CPU time from the first line of
+// /proc/stat, in clock ticks summed over CPUs: steal is time the
+// hypervisor gave the CPUs to other machines, idle includes waiting for
+// I/O. A machine without /proc/stat reads as all zero.
+type machineTicks struct{ all, idle, steal int64 }
+
+func readMachineTicks() machineTicks {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineTicks{}
+	}
+	return parseMachineTicks(data)
+}
+
+func parseMachineTicks(data []byte) machineTicks {
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return machineTicks{}
+	}
+	var t machineTicks
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		n, _ := strconv.ParseInt(v, 10, 64)
+		t.all += n
+		switch i {
+		case 3, 4:
+			t.idle += n
+		case 7:
+			t.steal += n
+		}
+	}
+	return t
+}
+
+// machineShares accumulates the idle and stolen shares of the machine's
+// CPU time over several stretches of a part.
+type machineShares struct{ all, idle, steal int64 }
+
+func (m *machineShares) add(from, to machineTicks) {
+	m.all += to.all - from.all
+	m.idle += to.idle - from.idle
+	m.steal += to.steal - from.steal
+}
+
+// percent returns the idle and stolen shares in percent, 0 when nothing was read.
+func (m machineShares) percent() (idle, steal float64) {
+	if m.all <= 0 {
+		return 0, 0
+	}
+	return 100 * float64(m.idle) / float64(m.all), 100 * float64(m.steal) / float64(m.all)
+}
+
 // selfCPU is the CPU time this process has used.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
@@ -1648,6 +1715,8 @@ func (r *ltReport) print(w io.Writer, o loadtestOptions) {
 	p("  ratio         %.3f                              target ≥ %.2f     %s", s.Ratio, targetSigninRatio, met(3))
 	p("  server RSS    peak %.1f MB", s.ServerPeakMB)
 	p("  CPU time      during the sign-ins: server %.1f s, load generator %.1f s, of %.1f s available", s.ServerCPUSecs, s.ClientCPUSecs, s.Seconds*float64(r.CPUs))
+	p("  machine       idle %.1f%% and stolen by the hypervisor %.1f%% during the raw hashing, %.1f%% and %.1f%% during the sign-ins",
+		s.HashIdlePct, s.HashStealPct, s.SignIdlePct, s.SignStealPct)
 	for _, e := range s.ErrorSamples {
 		p("  error         %s", e)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
 	"strings"
@@ -241,5 +242,29 @@ func TestLoadtestReportHidesPasswords(t *testing.T) {
 	}), " ")
 	if strings.Contains(got, "s3cret") || !strings.Contains(got, "--users 10") || strings.Count(got, "postgres://u:xxxxx@db/x") != 2 {
 		t.Errorf("report command %q: want the passwords hidden, the rest kept", got)
+	}
+}
+
+// TestMachineShares reads idle and stolen time from /proc/stat's first line
+// and adds them up over stretches.
+func TestMachineShares(t *testing.T) {
+	before := parseMachineTicks([]byte("cpu  100 5 20 300 10 1 2 7 0 0\ncpu0 50 2 10 150 5 0 1 3 0 0\n"))
+	if want := (machineTicks{all: 445, idle: 310, steal: 7}); before != want {
+		t.Fatalf("parsed %+v, want %+v", before, want)
+	}
+	after := parseMachineTicks([]byte("cpu  180 5 30 310 10 1 2 27 0 0\n"))
+	var m machineShares
+	m.add(before, after) // 120 ticks: 10 idle, 20 stolen
+	m.add(after, after)
+	if idle, steal := m.percent(); math.Abs(idle-100.0/12) > 1e-9 || math.Abs(steal-100.0/6) > 1e-9 {
+		t.Errorf("idle %.3f%%, steal %.3f%%; want 8.333%% and 16.667%%", idle, steal)
+	}
+	for _, bad := range []string{"", "intr 1 2 3\n", "cpu 1 2 3\n"} {
+		if got := parseMachineTicks([]byte(bad)); got != (machineTicks{}) {
+			t.Errorf("parseMachineTicks(%q) = %+v, want zero", bad, got)
+		}
+	}
+	if idle, steal := (machineShares{}).percent(); idle != 0 || steal != 0 {
+		t.Errorf("nothing read: %v%% idle, %v%% steal", idle, steal)
 	}
 }
