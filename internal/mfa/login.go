@@ -27,20 +27,21 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	email, emailErr := NormalizeEmail(email)
 	key := s.passwordKey(email)
 	now := s.clock()
+	// The throttle state, the user and the factors come in one read.
+	view, err := s.store.SignInView(ctx, email, key, now.Add(-ThrottleWindow))
+	if err != nil {
+		return nil, fmt.Errorf("mfa: login: %w", err)
+	}
 	// No hash is spent on a locked key. Past this check, as for the second
 	// factor, the outcome counts only in the one write that admits the
 	// attempt: a right password starts the session, a wrong one is recorded
 	// as a failure, each only if the key is not locked by then.
-	if err := s.refuseWhileLocked(ctx, key, now); err != nil {
-		return nil, err
+	if d := lockRemaining(view.Throttle, now); d > 0 {
+		return nil, rateLimited(d)
 	}
-	var u *User
-	if emailErr == nil {
-		var err error
-		u, err = s.store.UserByEmail(ctx, email)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("mfa: login: %w", err)
-		}
+	u := view.User
+	if emailErr != nil {
+		u = nil // not an address: no account can have it
 	}
 	if u == nil {
 		// Spend the time a real check takes, and count the failure the same way.
@@ -57,10 +58,7 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 		return nil, s.passwordFailed(ctx, key, u.ID, c)
 	}
 
-	f, err := s.confirmedTOTP(ctx, u.ID)
-	if err != nil {
-		return nil, err
-	}
+	f := confirmedTOTPOf(view.Factors)
 	level, expires, how := LevelFull, now.Add(s.absolute), "password"
 	if f != nil {
 		level, expires, how = LevelPassword, now.Add(s.pendingLogin), ""

@@ -77,6 +77,15 @@ type SessionView struct {
 	Factors []Factor
 }
 
+// A SignInView is what the password step of a sign-in reads, as one read
+// finds it: the state of its throttle key, and the user with the email
+// address, if there is one, with the user's factors, pending ones included.
+type SignInView struct {
+	Throttle ThrottleState
+	User     *User // nil when no user has the address
+	Factors  []Factor
+}
+
 // Method is a way to pass the second step of a sign-in.
 type Method string
 

@@ -271,15 +271,19 @@ func TestPasswordStepThrottledForUnknownEmailToo(t *testing.T) {
 			f := newFixture(t)
 			f.user(t, "ann@example.com")
 			ctx := context.Background()
-			for i := range mfa.FreeFailures {
+			for range mfa.FreeFailures {
 				_, err := f.svc.Login(ctx, email, "wrong password!!", client)
 				wantErr(t, err, mfa.ErrInvalidCredentials)
-				_ = i
 			}
+			before := f.hasher.verifies.Load()
 			_, err := f.svc.Login(ctx, email, testPassword, client)
 			var e *mfa.Error
 			if !errors.As(err, &e) || e.Kind != mfa.KindRateLimited || e.RetryAfter <= 0 {
 				t.Fatalf("after %d failures: got %v, want rate limited with a RetryAfter", mfa.FreeFailures, err)
+			}
+			// A locked key costs no password hash: guesses cannot make it work.
+			if n := f.hasher.verifies.Load() - before; n != 0 {
+				t.Errorf("a sign-in on a locked key hashed %d times, want 0", n)
 			}
 		})
 	}
@@ -1038,19 +1042,19 @@ func TestWeakPasswordRefused(t *testing.T) {
 	}
 }
 
-// slowReads makes reading a user's factors or looking up an email slow, as
-// a loaded database would, so that concurrent guesses are all past the lock
-// check before any of them is counted.
+// slowReads makes the read of each sign-in step slow, as a loaded database
+// would, so that concurrent guesses are all past the lock check (of the
+// password step) and the code check before any of them is counted.
 type slowReads struct{ mfa.Store }
 
-func (s slowReads) Factors(ctx context.Context, userID int64) ([]mfa.Factor, error) {
+func (s slowReads) SessionView(ctx context.Context, id []byte) (*mfa.SessionView, error) {
 	time.Sleep(5 * time.Millisecond)
-	return s.Store.Factors(ctx, userID)
+	return s.Store.SessionView(ctx, id)
 }
 
-func (s slowReads) UserByEmail(ctx context.Context, email string) (*mfa.User, error) {
+func (s slowReads) SignInView(ctx context.Context, email string, key mfa.ThrottleKey, since time.Time) (*mfa.SignInView, error) {
 	time.Sleep(5 * time.Millisecond)
-	return s.Store.UserByEmail(ctx, email)
+	return s.Store.SignInView(ctx, email, key, since)
 }
 
 func TestConcurrentGuessesStayWithinTheLimit(t *testing.T) {

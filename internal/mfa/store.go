@@ -42,6 +42,11 @@ type Store interface {
 	CreateUser(ctx context.Context, u *User) error // sets u.ID
 	UserByID(ctx context.Context, id int64) (*User, error)
 	UserByEmail(ctx context.Context, email string) (*User, error)
+	// SignInView returns the state of key (failures counted since since),
+	// and the user with that email address and the user's factors in ID
+	// order, in one read: what the password step of a sign-in needs. No
+	// such user is a view without one, not an error.
+	SignInView(ctx context.Context, email string, key ThrottleKey, since time.Time) (*SignInView, error)
 	CountUsers(ctx context.Context) (int, error)
 	// ReplacePasswordHash swaps the user's password hash if it still equals
 	// old, and reports whether it did: a password changed meanwhile is

@@ -86,19 +86,6 @@ func admitAt(now time.Time) func(ThrottleState) bool {
 	return func(st ThrottleState) bool { return lockRemaining(st, now) == 0 }
 }
 
-// refuseWhileLocked answers rate-limited while key is locked at now. It only
-// reads: the atomic admission comes with the write that acts on the outcome.
-func (s *Service) refuseWhileLocked(ctx context.Context, key ThrottleKey, now time.Time) error {
-	st, err := s.store.ThrottleState(ctx, key, now.Add(-ThrottleWindow))
-	if err != nil {
-		return fmt.Errorf("mfa: throttle state: %w", err)
-	}
-	if d := lockRemaining(st, now); d > 0 {
-		return rateLimited(d)
-	}
-	return nil
-}
-
 // failed leaves the attempt counted and returns err. userID, when not 0,
 // receives a throttled event when this failure starts a lock.
 func (s *Service) failed(ctx context.Context, a *attempt, userID int64, c Client, err error) error {

@@ -338,16 +338,10 @@ func (db *DB) SessionView(ctx context.Context, id []byte) (*mfa.SessionView, err
 			s     mfa.Session
 			u     mfa.User
 			level int32
-			f     struct {
-				id, step           pgtype.Int8
-				kind               pgtype.Text
-				secret             []byte
-				created, confirmed pgtype.Timestamptz
-			}
+			f     joinedFactor
 		)
-		err := rows.Scan(&s.UserID, &level, &s.CreatedAt, &s.LastSeenAt, &s.ExpiresAt, &s.IP,
-			&u.Email, &u.PasswordHash, &u.CreatedAt,
-			&f.id, &f.kind, &f.secret, &f.step, &f.created, &f.confirmed)
+		err := rows.Scan(append([]any{&s.UserID, &level, &s.CreatedAt, &s.LastSeenAt, &s.ExpiresAt, &s.IP,
+			&u.Email, &u.PasswordHash, &u.CreatedAt}, f.dest()...)...)
 		if err != nil {
 			return nil, wrap("session view", err)
 		}
@@ -358,10 +352,7 @@ func (db *DB) SessionView(ctx context.Context, id []byte) (*mfa.SessionView, err
 			u.ID, u.CreatedAt = s.UserID, timeOf(u.CreatedAt)
 			v = &mfa.SessionView{Session: s, User: u}
 		}
-		if f.id.Valid {
-			v.Factors = append(v.Factors, mfa.Factor{ID: f.id.Int64, UserID: s.UserID, Kind: mfa.FactorKind(f.kind.String),
-				Secret: f.secret, LastStep: f.step.Int64, CreatedAt: timeOf(f.created.Time), ConfirmedAt: nullTimeOf(f.confirmed)})
-		}
+		v.Factors = f.appendTo(v.Factors, s.UserID)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("session view", err)
@@ -369,7 +360,84 @@ func (db *DB) SessionView(ctx context.Context, id []byte) (*mfa.SessionView, err
 	if v == nil {
 		return nil, wrap("session view", pgx.ErrNoRows)
 	}
-	slices.SortFunc(v.Factors, func(a, b mfa.Factor) int { return cmp.Compare(a.ID, b.ID) })
+	sortByID(v.Factors)
+	return v, nil
+}
+
+// joinedFactor receives a factor's columns from a LEFT JOIN: all NULL when
+// the user has no factor.
+type joinedFactor struct {
+	id, step           pgtype.Int8
+	kind               pgtype.Text
+	secret             []byte
+	created, confirmed pgtype.Timestamptz
+}
+
+// dest lists the columns in the order the views select them.
+func (f *joinedFactor) dest() []any {
+	return []any{&f.id, &f.kind, &f.secret, &f.step, &f.created, &f.confirmed}
+}
+
+// appendTo appends the factor of userID to fs, if the row has one.
+func (f *joinedFactor) appendTo(fs []mfa.Factor, userID int64) []mfa.Factor {
+	if !f.id.Valid {
+		return fs
+	}
+	return append(fs, mfa.Factor{ID: f.id.Int64, UserID: userID, Kind: mfa.FactorKind(f.kind.String),
+		Secret: f.secret, LastStep: f.step.Int64, CreatedAt: timeOf(f.created.Time), ConfirmedAt: nullTimeOf(f.confirmed)})
+}
+
+// sortByID puts factors read by a join in ID order, which the join does
+// not give without a sort in the plan (factors_user_id does not order by id).
+func sortByID(fs []mfa.Factor) {
+	slices.SortFunc(fs, func(a, b mfa.Factor) int { return cmp.Compare(a.ID, b.ID) })
+}
+
+// signInViewSQL reads a key's state as throttleStateSQL does, with the user
+// whose email is $4 and the user's factors: a row per factor, or one with
+// NULL user or factor columns; the factors in no particular order.
+const signInViewSQL = `SELECT t.*, u.id, u.email, u.password_hash, u.created_at,
+	f.id, f.kind, f.secret, f.last_step, f.created_at, f.confirmed_at
+FROM (` + throttleStateSQL + `) t LEFT JOIN users u ON u.email = $4 LEFT JOIN factors f ON f.user_id = u.id`
+
+// SignInView returns the key's state, counting failures at or after since,
+// and the user with exactly that email and the user's factors, in one read.
+func (db *DB) SignInView(ctx context.Context, email string, key mfa.ThrottleKey, since time.Time) (*mfa.SignInView, error) {
+	rows, err := db.pool.Query(ctx, signInViewSQL, key.Subject, string(key.Method), stamp(since), email)
+	if err != nil {
+		return nil, wrap("sign-in view", err)
+	}
+	defer rows.Close()
+	var v *mfa.SignInView
+	for rows.Next() {
+		var (
+			t      throttleColumns
+			userID pgtype.Int8
+			email  pgtype.Text
+			hash   pgtype.Text
+			at     pgtype.Timestamptz
+			f      joinedFactor
+		)
+		if err := rows.Scan(append(append(t.dest(), &userID, &email, &hash, &at), f.dest()...)...); err != nil {
+			return nil, wrap("sign-in view", err)
+		}
+		if v == nil {
+			v = &mfa.SignInView{Throttle: t.state()}
+			if userID.Valid {
+				v.User = &mfa.User{ID: userID.Int64, Email: email.String, PasswordHash: hash.String, CreatedAt: timeOf(at.Time)}
+			}
+		}
+		if v.User != nil {
+			v.Factors = f.appendTo(v.Factors, v.User.ID)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("sign-in view", err)
+	}
+	if v == nil { // the aggregate always gives a row
+		return nil, wrap("sign-in view", errors.New("no row"))
+	}
+	sortByID(v.Factors)
 	return v, nil
 }
 
@@ -531,21 +599,28 @@ func (db *DB) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, erro
 	return int(ct.RowsAffected()), nil
 }
 
+// throttleColumns receives the columns of throttleStateSQL.
+type throttleColumns struct {
+	consecutive  pgtype.Int4
+	last, oldest pgtype.Timestamptz
+	count        int64
+}
+
+func (c *throttleColumns) dest() []any {
+	return []any{&c.consecutive, &c.last, &c.count, &c.oldest}
+}
+
+func (c *throttleColumns) state() mfa.ThrottleState {
+	return mfa.ThrottleState{Consecutive: int(c.consecutive.Int32), LastFailure: nullTimeOf(c.last),
+		WindowCount: int(c.count), WindowOldest: nullTimeOf(c.oldest)}
+}
+
 func scanThrottle(row pgx.Row) (mfa.ThrottleState, error) {
-	var (
-		st           mfa.ThrottleState
-		consecutive  pgtype.Int4
-		last, oldest pgtype.Timestamptz
-		count        int64
-	)
-	if err := row.Scan(&consecutive, &last, &count, &oldest); err != nil {
-		return st, err
+	var c throttleColumns
+	if err := row.Scan(c.dest()...); err != nil {
+		return mfa.ThrottleState{}, err
 	}
-	st.Consecutive = int(consecutive.Int32)
-	st.LastFailure = nullTimeOf(last)
-	st.WindowCount = int(count)
-	st.WindowOldest = nullTimeOf(oldest)
-	return st, nil
+	return c.state(), nil
 }
 
 // ThrottleState returns the key's state, counting failures at or after since.

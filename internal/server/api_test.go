@@ -682,13 +682,14 @@ func TestSecureCookies(t *testing.T) {
 	}
 }
 
-// failingStore fails or panics on UserByEmail, to see how faults are answered.
+// failingStore fails or panics on SignInView, the password step's read, to
+// see how faults are answered.
 type failingStore struct {
 	mfa.Store
 	panic bool
 }
 
-func (s failingStore) UserByEmail(ctx context.Context, email string) (*mfa.User, error) {
+func (s failingStore) SignInView(ctx context.Context, email string, key mfa.ThrottleKey, since time.Time) (*mfa.SignInView, error) {
 	if s.panic {
 		panic("store exploded")
 	}

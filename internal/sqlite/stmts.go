@@ -14,7 +14,7 @@ type stmts struct {
 	// read pool
 	userByID, userByEmail, countUsers  *sql.Stmt
 	factors, factorsAfter, unusedCodes *sql.Stmt
-	session, sessionView               *sql.Stmt
+	session, sessionView, signInView   *sql.Stmt
 	throttleState, events              *sql.Stmt
 	// write connection
 	insertUser, replacePassword                     *sql.Stmt
@@ -54,6 +54,14 @@ WHERE s.id = ? ORDER BY f.id`
 	(SELECT last_failure FROM throttles WHERE subject = ?1 AND method = ?2),
 	count(*), min(at)
 FROM throttle_failures WHERE subject = ?1 AND method = ?2 AND at >= ?3`
+
+	// signInViewSQL reads a key's state as throttleStateSQL does, with the
+	// user whose email is ?4 and the user's factors: a row per factor, or
+	// one with NULL user or factor columns.
+	signInViewSQL = `SELECT t.*, u.id, u.email, u.password_hash, u.created_at,
+	f.id, f.kind, f.secret, f.last_step, f.created_at, f.confirmed_at
+FROM (` + throttleStateSQL + `) t LEFT JOIN users u ON u.email = ?4 LEFT JOIN factors f ON f.user_id = u.id
+ORDER BY f.id`
 )
 
 func (s *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
@@ -71,6 +79,7 @@ func (s *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{&s.session, r, `SELECT ` + sessionColumns + ` FROM sessions WHERE id = ?`},
 		{&s.sessionView, r, sessionViewSQL},
 		{&s.throttleState, r, throttleStateSQL},
+		{&s.signInView, r, signInViewSQL},
 		{&s.events, r, `SELECT ` + eventColumns + ` FROM events WHERE user_id = ? ORDER BY id DESC LIMIT ?`},
 
 		{&s.insertUser, w, `INSERT INTO users (email, password_hash, created_at) VALUES (?, ?, ?)`},

@@ -327,15 +327,10 @@ func (db *DB) SessionView(ctx context.Context, id []byte) (*mfa.SessionView, err
 			level                  int64
 			created, seen, expires int64
 			userCreated            int64
-			f                      struct {
-				id, step, created, confirmed sql.NullInt64
-				kind                         sql.NullString
-				secret                       []byte
-			}
+			f                      joinedFactor
 		)
-		err := rows.Scan(&s.UserID, &level, &created, &seen, &expires, &s.IP,
-			&u.Email, &u.PasswordHash, &userCreated,
-			&f.id, &f.kind, &f.secret, &f.step, &f.created, &f.confirmed)
+		err := rows.Scan(append([]any{&s.UserID, &level, &created, &seen, &expires, &s.IP,
+			&u.Email, &u.PasswordHash, &userCreated}, f.dest()...)...)
 		if err != nil {
 			return nil, wrap("session view", err)
 		}
@@ -346,16 +341,77 @@ func (db *DB) SessionView(ctx context.Context, id []byte) (*mfa.SessionView, err
 			u.ID, u.CreatedAt = s.UserID, timeOf(userCreated)
 			v = &mfa.SessionView{Session: s, User: u}
 		}
-		if f.id.Valid {
-			v.Factors = append(v.Factors, mfa.Factor{ID: f.id.Int64, UserID: s.UserID, Kind: mfa.FactorKind(f.kind.String),
-				Secret: f.secret, LastStep: f.step.Int64, CreatedAt: timeOf(f.created.Int64), ConfirmedAt: nullTimeOf(f.confirmed)})
-		}
+		v.Factors = f.appendTo(v.Factors, s.UserID)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("session view", err)
 	}
 	if v == nil {
 		return nil, wrap("session view", sql.ErrNoRows)
+	}
+	return v, nil
+}
+
+// joinedFactor receives a factor's columns from a LEFT JOIN: all NULL when
+// the user has no factor.
+type joinedFactor struct {
+	id, step, created, confirmed sql.NullInt64
+	kind                         sql.NullString
+	secret                       []byte
+}
+
+// dest lists the columns in the order the views select them.
+func (f *joinedFactor) dest() []any {
+	return []any{&f.id, &f.kind, &f.secret, &f.step, &f.created, &f.confirmed}
+}
+
+// appendTo appends the factor of userID to fs, if the row has one.
+func (f *joinedFactor) appendTo(fs []mfa.Factor, userID int64) []mfa.Factor {
+	if !f.id.Valid {
+		return fs
+	}
+	return append(fs, mfa.Factor{ID: f.id.Int64, UserID: userID, Kind: mfa.FactorKind(f.kind.String),
+		Secret: f.secret, LastStep: f.step.Int64, CreatedAt: timeOf(f.created.Int64), ConfirmedAt: nullTimeOf(f.confirmed)})
+}
+
+// SignInView returns the key's state, counting failures at or after since,
+// and the user with exactly that email and the user's factors, in one read.
+func (db *DB) SignInView(ctx context.Context, email string, key mfa.ThrottleKey, since time.Time) (*mfa.SignInView, error) {
+	rows, err := db.st.signInView.QueryContext(ctx, key.Subject, string(key.Method), millis(since), email)
+	if err != nil {
+		return nil, wrap("sign-in view", err)
+	}
+	defer rows.Close()
+	var v *mfa.SignInView
+	for rows.Next() {
+		var (
+			t           throttleColumns
+			userID      sql.NullInt64
+			u           mfa.User
+			email       sql.NullString
+			hash        sql.NullString
+			userCreated sql.NullInt64
+			f           joinedFactor
+		)
+		if err := rows.Scan(append(append(t.dest(), &userID, &email, &hash, &userCreated), f.dest()...)...); err != nil {
+			return nil, wrap("sign-in view", err)
+		}
+		if v == nil {
+			v = &mfa.SignInView{Throttle: t.state()}
+			if userID.Valid {
+				u.ID, u.Email, u.PasswordHash, u.CreatedAt = userID.Int64, email.String, hash.String, timeOf(userCreated.Int64)
+				v.User = &u
+			}
+		}
+		if v.User != nil {
+			v.Factors = f.appendTo(v.Factors, v.User.ID)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("sign-in view", err)
+	}
+	if v == nil { // the aggregate always gives a row
+		return nil, wrap("sign-in view", errors.New("no row"))
 	}
 	return v, nil
 }
@@ -483,18 +539,27 @@ func (db *DB) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, erro
 	return int(n), nil
 }
 
+// throttleColumns receives the columns of throttleStateSQL.
+type throttleColumns struct {
+	consecutive, last, oldest sql.NullInt64
+	count                     int
+}
+
+func (c *throttleColumns) dest() []any {
+	return []any{&c.consecutive, &c.last, &c.count, &c.oldest}
+}
+
+func (c *throttleColumns) state() mfa.ThrottleState {
+	return mfa.ThrottleState{Consecutive: int(c.consecutive.Int64), LastFailure: nullTimeOf(c.last),
+		WindowCount: c.count, WindowOldest: nullTimeOf(c.oldest)}
+}
+
 func scanThrottle(row *sql.Row) (mfa.ThrottleState, error) {
-	var (
-		st                        mfa.ThrottleState
-		consecutive, last, oldest sql.NullInt64
-	)
-	if err := row.Scan(&consecutive, &last, &st.WindowCount, &oldest); err != nil {
-		return st, err
+	var c throttleColumns
+	if err := row.Scan(c.dest()...); err != nil {
+		return mfa.ThrottleState{}, err
 	}
-	st.Consecutive = int(consecutive.Int64)
-	st.LastFailure = nullTimeOf(last)
-	st.WindowOldest = nullTimeOf(oldest)
-	return st, nil
+	return c.state(), nil
 }
 
 // ThrottleState returns the key's state, counting failures at or after since.

@@ -39,6 +39,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 	t.Run("BackupCodes", func(t *testing.T) { testBackupCodes(t, newStore) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, newStore) })
 	t.Run("Throttle", func(t *testing.T) { testThrottle(t, newStore) })
+	t.Run("SignInView", func(t *testing.T) { testSignInView(t, newStore(t)) })
 	t.Run("Events", func(t *testing.T) { testEvents(t, newStore(t)) })
 }
 
@@ -1392,5 +1393,72 @@ func testEvents(t *testing.T, s mfa.Store) {
 	}
 	if evs, err := s.Events(ctx, other.ID, 100); err != nil || len(evs) != len(types) {
 		t.Errorf("other user's events: got %d, %v, want %d", len(evs), err, len(types))
+	}
+}
+
+// testSignInView checks that the password step's one read finds what
+// ThrottleState, UserByEmail and Factors find, each for its own key,
+// address and user.
+func testSignInView(t *testing.T, s mfa.Store) {
+	ctx := t.Context()
+	key := mfa.ThrottleKey{Subject: "email:u", Method: mfa.MethodPassword}
+	otherKey := mfa.ThrottleKey{Subject: "email:other", Method: mfa.MethodPassword}
+	since := base.Add(-mfa.ThrottleWindow)
+	view := func(email string, key mfa.ThrottleKey) *mfa.SignInView {
+		t.Helper()
+		v, err := s.SignInView(ctx, email, key, since)
+		if err != nil {
+			t.Fatalf("SignInView(%q): %v", email, err)
+		}
+		return v
+	}
+
+	if v := view("nobody@example.com", key); v.User != nil || len(v.Factors) != 0 {
+		t.Errorf("an unknown address: got user %+v, factors %+v", v.User, v.Factors)
+	} else {
+		checkThrottle(t, "a new key", v.Throttle, mfa.ThrottleState{})
+	}
+
+	u := createUser(t, s, "u@example.com")
+	other := createUser(t, s, "other@example.com")
+	if v := view(u.Email, key); v.User == nil || len(v.Factors) != 0 {
+		t.Errorf("a user without factors: got user %+v, factors %+v", v.User, v.Factors)
+	}
+	on := confirmed(t, s, u.ID, "sealed secret", 7)
+	pending := savePending(t, s, u.ID, "pending secret", base.Add(time.Hour))
+	confirmed(t, s, other.ID, "other secret", 3)
+	for _, at := range []time.Time{base.Add(-mfa.ThrottleWindow - time.Minute), base, base.Add(time.Minute)} {
+		if _, ok, err := s.RecordFailure(ctx, key, at, since.Add(-time.Hour), always); !ok || err != nil {
+			t.Fatalf("RecordFailure: %v, %v", ok, err)
+		}
+	}
+	if _, ok, err := s.RecordFailure(ctx, otherKey, base, since, always); !ok || err != nil {
+		t.Fatalf("RecordFailure: %v, %v", ok, err)
+	}
+
+	v := view(u.Email, key)
+	byEmail, err := s.UserByEmail(ctx, u.Email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.User == nil || !reflect.DeepEqual(*v.User, *byEmail) {
+		t.Errorf("user: got %+v, want %+v as UserByEmail finds it", v.User, byEmail)
+	}
+	fs, err := s.Factors(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Factors) != 2 || v.Factors[0].ID != on.ID || v.Factors[1].ID != pending.ID || !reflect.DeepEqual(v.Factors, fs) {
+		t.Errorf("factors: got %+v, want %d then %d as Factors finds them: %+v", v.Factors, on.ID, pending.ID, fs)
+	}
+	// The failure before since is not counted in the window.
+	checkThrottle(t, "the key's state", v.Throttle,
+		mfa.ThrottleState{Consecutive: 3, LastFailure: base.Add(time.Minute), WindowCount: 2, WindowOldest: base})
+
+	// Another address, another key: each its own.
+	if v := view(other.Email, otherKey); v.User == nil || v.User.ID != other.ID || len(v.Factors) != 1 || v.Factors[0].UserID != other.ID {
+		t.Errorf("the other user: got %+v, factors %+v", v.User, v.Factors)
+	} else {
+		checkThrottle(t, "the other key", v.Throttle, mfa.ThrottleState{Consecutive: 1, LastFailure: base, WindowCount: 1, WindowOldest: base})
 	}
 }

@@ -125,6 +125,22 @@ func (m *MemStore) UserByEmail(ctx context.Context, email string) (*mfa.User, er
 	return &u, nil
 }
 
+// SignInView returns the key's state, and the user with that email and the
+// user's factors, if there is such a user.
+func (m *MemStore) SignInView(ctx context.Context, email string, key mfa.ThrottleKey, since time.Time) (*mfa.SignInView, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var v mfa.SignInView
+	if th, ok := m.throttles[key]; ok {
+		v.Throttle = th.state(storedTime(since))
+	}
+	if id, ok := m.emails[email]; ok {
+		u := m.users[id]
+		v.User, v.Factors = &u, m.factorsOf(id)
+	}
+	return &v, nil
+}
+
 // CountUsers returns the number of users.
 func (m *MemStore) CountUsers(ctx context.Context) (int, error) {
 	m.mu.Lock()
