@@ -86,3 +86,8 @@ func BenchmarkVerification(b *testing.B) {
 	db, userIDs := seedDB(b)
 	mfatest.BenchmarkVerification(b, db, pendingSessions(b, db, userIDs, b.N))
 }
+
+func BenchmarkPasswordStepRead(b *testing.B) {
+	db, _ := seedDB(b)
+	mfatest.BenchmarkPasswordStepRead(b, db)
+}

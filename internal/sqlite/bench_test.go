@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
-	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -37,7 +36,7 @@ func seedDB(b *testing.B) (db *DB, userIDs []int64) {
 		secret := make([]byte, 48) // a sealed 160-bit secret: nonce, ciphertext, tag
 		hash := make([]byte, 32)
 		for i := range mfatest.BenchUsers {
-			res, err := users.Exec(fmt.Sprintf("user%d@example.com", i), "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g", millis(now))
+			res, err := users.Exec(mfatest.BenchEmail(i), "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g", millis(now))
 			if err != nil {
 				return err
 			}
@@ -109,4 +108,9 @@ func BenchmarkUpgradeSession(b *testing.B) {
 func BenchmarkVerification(b *testing.B) {
 	db, userIDs := seedDB(b)
 	mfatest.BenchmarkVerification(b, db, pendingSessions(b, db, userIDs, b.N))
+}
+
+func BenchmarkPasswordStepRead(b *testing.B) {
+	db, _ := seedDB(b)
+	mfatest.BenchmarkPasswordStepRead(b, db)
 }

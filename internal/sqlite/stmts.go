@@ -60,8 +60,7 @@ FROM throttle_failures WHERE subject = ?1 AND method = ?2 AND at >= ?3`
 	// one with NULL user or factor columns.
 	signInViewSQL = `SELECT t.*, u.id, u.email, u.password_hash, u.created_at,
 	f.id, f.kind, f.secret, f.last_step, f.created_at, f.confirmed_at
-FROM (` + throttleStateSQL + `) t LEFT JOIN users u ON u.email = ?4 LEFT JOIN factors f ON f.user_id = u.id
-ORDER BY f.id`
+FROM (` + throttleStateSQL + `) t LEFT JOIN users u ON u.email = ?4 LEFT JOIN factors f ON f.user_id = u.id`
 )
 
 func (s *stmts) prepare(ctx context.Context, w, r *sql.DB) error {

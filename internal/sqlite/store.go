@@ -1,9 +1,11 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/twofold/twofold/internal/mfa"
@@ -413,6 +415,7 @@ func (db *DB) SignInView(ctx context.Context, email string, key mfa.ThrottleKey,
 	if v == nil { // the aggregate always gives a row
 		return nil, wrap("sign-in view", errors.New("no row"))
 	}
+	slices.SortFunc(v.Factors, func(a, b mfa.Factor) int { return cmp.Compare(a.ID, b.ID) })
 	return v, nil
 }
 

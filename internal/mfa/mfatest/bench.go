@@ -86,6 +86,47 @@ func runEach(b *testing.B, unit string, f func(ctx context.Context, i int64) err
 	reportRate(b, unit)
 }
 
+// BenchEmail is the address of the i-th user of a benchmark database.
+func BenchEmail(i int) string { return fmt.Sprintf("user%d@example.com", i) }
+
+// BenchmarkPasswordStepRead makes the reads of mfa.Service.Login before it
+// hashes the password, for the users of the benchmark database in turn:
+// "one view" as Login makes them now (SignInView), "three reads" as it made
+// them before (ThrottleState, UserByEmail, Factors).
+func BenchmarkPasswordStepRead(b *testing.B, s mfa.Store) {
+	since := time.Now().Add(-mfa.ThrottleWindow)
+	key := func(email string) mfa.ThrottleKey {
+		return mfa.ThrottleKey{Subject: "email:" + email, Method: mfa.MethodPassword}
+	}
+	b.Run("one view", func(b *testing.B) {
+		runEach(b, "reads/s", func(ctx context.Context, i int64) error {
+			email := BenchEmail(int(i % BenchUsers))
+			v, err := s.SignInView(ctx, email, key(email), since)
+			if err == nil && (v.User == nil || len(v.Factors) != 1) {
+				err = fmt.Errorf("%s: got user %v and %d factors, want a user with 1", email, v.User, len(v.Factors))
+			}
+			return err
+		})
+	})
+	b.Run("three reads", func(b *testing.B) {
+		runEach(b, "reads/s", func(ctx context.Context, i int64) error {
+			email := BenchEmail(int(i % BenchUsers))
+			if _, err := s.ThrottleState(ctx, key(email), since); err != nil {
+				return err
+			}
+			u, err := s.UserByEmail(ctx, email)
+			if err != nil {
+				return err
+			}
+			fs, err := s.Factors(ctx, u.ID)
+			if err == nil && len(fs) != 1 {
+				err = fmt.Errorf("%s: got %d factors, want 1", email, len(fs))
+			}
+			return err
+		})
+	})
+}
+
 func verify(ctx context.Context, s mfa.Store, oldID, newID []byte, step int64, now time.Time) error {
 	v, err := s.SessionView(ctx, oldID)
 	if err != nil {
