@@ -411,20 +411,19 @@ func (db *DB) SignInView(ctx context.Context, email string, key mfa.ThrottleKey,
 	var v *mfa.SignInView
 	for rows.Next() {
 		var (
-			t      throttleColumns
-			userID pgtype.Int8
-			email  pgtype.Text
-			hash   pgtype.Text
-			at     pgtype.Timestamptz
-			f      joinedFactor
+			t               throttleColumns
+			userID          pgtype.Int8
+			userEmail, hash pgtype.Text
+			userCreated     pgtype.Timestamptz
+			f               joinedFactor
 		)
-		if err := rows.Scan(append(append(t.dest(), &userID, &email, &hash, &at), f.dest()...)...); err != nil {
+		if err := rows.Scan(append(append(t.dest(), &userID, &userEmail, &hash, &userCreated), f.dest()...)...); err != nil {
 			return nil, wrap("sign-in view", err)
 		}
 		if v == nil {
 			v = &mfa.SignInView{Throttle: t.state()}
 			if userID.Valid {
-				v.User = &mfa.User{ID: userID.Int64, Email: email.String, PasswordHash: hash.String, CreatedAt: timeOf(at.Time)}
+				v.User = &mfa.User{ID: userID.Int64, Email: userEmail.String, PasswordHash: hash.String, CreatedAt: timeOf(userCreated.Time)}
 			}
 		}
 		if v.User != nil {
@@ -729,10 +728,9 @@ func (db *DB) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt ti
 // DeleteStaleThrottles forgets failures before t and keys whose last
 // failure is before t (or that record no failure: rows sign-ins left
 // behind before UpgradeSession dropped them), and returns how many keys it
-// forgot. It skips the
-// rows that a RecordFailure holds locked, so it never waits for one: that
-// key is in use, and two deletes of overlapping rows in different orders
-// could deadlock. What it skips, a later run forgets.
+// forgot. It skips the rows that a RecordFailure holds locked, so it never
+// waits for one: that key is in use, and two deletes of overlapping rows
+// in different orders could deadlock. What it skips, a later run forgets.
 func (db *DB) DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error) {
 	var n int64
 	err := db.inTx(ctx, func(tx pgx.Tx) error {

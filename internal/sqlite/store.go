@@ -351,6 +351,7 @@ func (db *DB) SessionView(ctx context.Context, id []byte) (*mfa.SessionView, err
 	if v == nil {
 		return nil, wrap("session view", sql.ErrNoRows)
 	}
+	sortByID(v.Factors)
 	return v, nil
 }
 
@@ -376,6 +377,11 @@ func (f *joinedFactor) appendTo(fs []mfa.Factor, userID int64) []mfa.Factor {
 		Secret: f.secret, LastStep: f.step.Int64, CreatedAt: timeOf(f.created.Int64), ConfirmedAt: nullTimeOf(f.confirmed)})
 }
 
+// sortByID puts the factors a view read in ID order.
+func sortByID(fs []mfa.Factor) {
+	slices.SortFunc(fs, func(a, b mfa.Factor) int { return cmp.Compare(a.ID, b.ID) })
+}
+
 // SignInView returns the key's state, counting failures at or after since,
 // and the user with exactly that email and the user's factors, in one read.
 func (db *DB) SignInView(ctx context.Context, email string, key mfa.ThrottleKey, since time.Time) (*mfa.SignInView, error) {
@@ -387,22 +393,18 @@ func (db *DB) SignInView(ctx context.Context, email string, key mfa.ThrottleKey,
 	var v *mfa.SignInView
 	for rows.Next() {
 		var (
-			t           throttleColumns
-			userID      sql.NullInt64
-			u           mfa.User
-			email       sql.NullString
-			hash        sql.NullString
-			userCreated sql.NullInt64
-			f           joinedFactor
+			t                   throttleColumns
+			userID, userCreated sql.NullInt64
+			userEmail, hash     sql.NullString
+			f                   joinedFactor
 		)
-		if err := rows.Scan(append(append(t.dest(), &userID, &email, &hash, &userCreated), f.dest()...)...); err != nil {
+		if err := rows.Scan(append(append(t.dest(), &userID, &userEmail, &hash, &userCreated), f.dest()...)...); err != nil {
 			return nil, wrap("sign-in view", err)
 		}
 		if v == nil {
 			v = &mfa.SignInView{Throttle: t.state()}
 			if userID.Valid {
-				u.ID, u.Email, u.PasswordHash, u.CreatedAt = userID.Int64, email.String, hash.String, timeOf(userCreated.Int64)
-				v.User = &u
+				v.User = &mfa.User{ID: userID.Int64, Email: userEmail.String, PasswordHash: hash.String, CreatedAt: timeOf(userCreated.Int64)}
 			}
 		}
 		if v.User != nil {
@@ -415,7 +417,7 @@ func (db *DB) SignInView(ctx context.Context, email string, key mfa.ThrottleKey,
 	if v == nil { // the aggregate always gives a row
 		return nil, wrap("sign-in view", errors.New("no row"))
 	}
-	slices.SortFunc(v.Factors, func(a, b mfa.Factor) int { return cmp.Compare(a.ID, b.ID) })
+	sortByID(v.Factors)
 	return v, nil
 }
 
