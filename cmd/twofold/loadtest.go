@@ -1165,7 +1165,7 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 		hashTime time.Duration
 		signTime time.Duration
 
-		hashMachine, signMachine machineShares
+		hashMachine, signMachine machineTicks // summed over the rounds
 	)
 	signins := func(users []ltUser) {
 		var next atomic.Int64
@@ -1205,13 +1205,13 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 		r.Hashes += n
 		hashTime += el
 		m1 := readMachineTicks()
-		hashMachine.add(m0, m1)
+		hashMachine.addSpan(m0, m1)
 		t0, cpu0, self0 := time.Now(), srv.cpu(), selfCPU()
 		signins(full[round*len(full)/rounds : (round+1)*len(full)/rounds])
 		signTime += time.Since(t0)
 		r.ServerCPUSecs += (srv.cpu() - cpu0).Seconds()
 		r.ClientCPUSecs += (selfCPU() - self0).Seconds()
-		signMachine.add(m1, readMachineTicks())
+		signMachine.addSpan(m1, readMachineTicks())
 	}
 	r.HashIdlePct, r.HashStealPct = hashMachine.percent()
 	r.SignIdlePct, r.SignStealPct = signMachine.percent()
@@ -1495,18 +1495,16 @@ func parseMachineTicks(data []byte) machineTicks {
 	return t
 }
 
-// machineShares accumulates the idle and stolen shares of the machine's
-// CPU time over several stretches of a part.
-type machineShares struct{ all, idle, steal int64 }
-
-func (m *machineShares) add(from, to machineTicks) {
+// addSpan adds the ticks from one reading to a later one, so that m sums
+// several stretches of a part.
+func (m *machineTicks) addSpan(from, to machineTicks) {
 	m.all += to.all - from.all
 	m.idle += to.idle - from.idle
 	m.steal += to.steal - from.steal
 }
 
 // percent returns the idle and stolen shares in percent, 0 when nothing was read.
-func (m machineShares) percent() (idle, steal float64) {
+func (m machineTicks) percent() (idle, steal float64) {
 	if m.all <= 0 {
 		return 0, 0
 	}

@@ -253,9 +253,9 @@ func TestMachineShares(t *testing.T) {
 		t.Fatalf("parsed %+v, want %+v", before, want)
 	}
 	after := parseMachineTicks([]byte("cpu  180 5 30 310 10 1 2 27 0 0\n"))
-	var m machineShares
-	m.add(before, after) // 120 ticks: 10 idle, 20 stolen
-	m.add(after, after)
+	var m machineTicks
+	m.addSpan(before, after) // 120 ticks: 10 idle, 20 stolen
+	m.addSpan(after, after)
 	if idle, steal := m.percent(); math.Abs(idle-100.0/12) > 1e-9 || math.Abs(steal-100.0/6) > 1e-9 {
 		t.Errorf("idle %.3f%%, steal %.3f%%; want 8.333%% and 16.667%%", idle, steal)
 	}
@@ -264,7 +264,7 @@ func TestMachineShares(t *testing.T) {
 			t.Errorf("parseMachineTicks(%q) = %+v, want zero", bad, got)
 		}
 	}
-	if idle, steal := (machineShares{}).percent(); idle != 0 || steal != 0 {
+	if idle, steal := (machineTicks{}).percent(); idle != 0 || steal != 0 {
 		t.Errorf("nothing read: %v%% idle, %v%% steal", idle, steal)
 	}
 }
