@@ -68,25 +68,15 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 		return nil, err
 	}
 	up := Upgrade{
-		Next:     &Session{ID: id, UserID: u.ID, Level: level, CreatedAt: now, LastSeenAt: now, ExpiresAt: expires, IP: c.IP},
-		Throttle: key, Since: now.Add(-ThrottleWindow), Admit: admitAt(now),
+		Next:         &Session{ID: id, UserID: u.ID, Level: level, CreatedAt: now, LastSeenAt: now, ExpiresAt: expires, IP: c.IP},
+		PasswordHash: u.PasswordHash,
+		Throttle:     key, Since: now.Add(-ThrottleWindow), Admit: admitAt(now),
 	}
 	if level == LevelFull {
 		up.Event = &Event{UserID: u.ID, Type: EventLoginSucceeded, At: now, IP: c.IP, Detail: how}
 	}
-	started, err := s.store.UpgradeSession(ctx, up)
-	if err != nil {
-		return nil, fmt.Errorf("mfa: start session: %w", err)
-	}
-	if !started { // locked meanwhile by concurrent failures
-		return nil, s.passwordFailed(ctx, key, u.ID, c)
-	}
-	held, err := s.passwordStillHolds(ctx, u, password, id)
-	if err != nil {
-		return nil, fmt.Errorf("mfa: login: %w", err)
-	}
-	if !held {
-		return nil, s.passwordFailed(ctx, key, u.ID, c)
+	if err := s.startSession(ctx, u, password, up, c); err != nil {
+		return nil, err
 	}
 	s.rehash(ctx, u, password)
 	res := &LoginResult{Token: token, Session: up.Next, User: u}
@@ -96,34 +86,42 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	return res, nil
 }
 
-// passwordStillHolds guards a sign-in against a password change that ran
-// while its hash was checked: the change ends every session it finds, and
-// a session written after that with the old password would outlive it. So
-// once the session is written, the stored hash is read again. Either this read comes
-// before the change's swap, and the change's last DeleteUserSessions, later
-// still, ends the session; or it sees the new hash, and the session is
-// deleted here. A hash that changed only because a sign-in rehashed the
-// same password lets the session stand, at the cost of one more hash.
-func (s *Service) passwordStillHolds(ctx context.Context, u *User, password string, sessionID []byte) (bool, error) {
-	fresh, err := s.store.UserByID(ctx, u.ID)
-	if err != nil {
-		return false, err
-	}
-	if fresh.PasswordHash == u.PasswordHash {
-		return true, nil
-	}
-	ok, err := s.passwords.Verify(ctx, fresh.PasswordHash, password)
-	if err != nil {
-		return false, s.hashError("login", err)
-	}
-	if ok {
+// startSession writes the session of a right password, on the condition
+// that u's password hash is still the one checked: a password change that
+// ran while the hash was checked ends every session it finds, and a session
+// written after that with the old password would outlive it. A hash that
+// changed only because another sign-in rehashed the same password gets the
+// session still, at the cost of one more hash; a key locked meanwhile by
+// concurrent failures, or another password, gets a failure.
+func (s *Service) startSession(ctx context.Context, u *User, password string, up Upgrade, c Client) error {
+	for attempt := 1; ; attempt++ {
+		started, err := s.store.UpgradeSession(ctx, up)
+		if err != nil {
+			return fmt.Errorf("mfa: start session: %w", err)
+		}
+		if started {
+			return nil
+		}
+		// Refused: the key was locked, or the hash changed, meanwhile.
+		fresh, err := s.store.UserByID(ctx, u.ID)
+		switch {
+		case errors.Is(err, ErrNotFound): // the account is gone
+			return s.passwordFailed(ctx, up.Throttle, 0, c)
+		case err != nil:
+			return fmt.Errorf("mfa: login: %w", err)
+		case fresh.PasswordHash == up.PasswordHash || attempt == maxPasswordSwaps:
+			return s.passwordFailed(ctx, up.Throttle, u.ID, c)
+		}
+		ok, err := s.passwords.Verify(ctx, fresh.PasswordHash, password)
+		if err != nil {
+			return s.hashError("login", err)
+		}
+		if !ok {
+			return s.passwordFailed(ctx, up.Throttle, u.ID, c)
+		}
 		u.PasswordHash = fresh.PasswordHash
-		return true, nil
+		up.PasswordHash = fresh.PasswordHash
 	}
-	if err := s.store.DeleteSession(ctx, sessionID); err != nil {
-		return false, err
-	}
-	return false, nil
 }
 
 // rehash stores a new hash of the user's right password when the stored

@@ -752,6 +752,32 @@ func TestSignInRacingPasswordChange(t *testing.T) {
 	}
 }
 
+// A sign-in whose hash was replaced, between its check and its session,
+// by a new hash of the same password (another sign-in's rehash) still
+// signs in: the password holds.
+func TestSignInRacingRehash(t *testing.T) {
+	hs := &hookStore{}
+	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { hs.Store = s; return hs })
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	hs.hook = func() {
+		rehashed, err := f.hasher.Hash(ctx, testPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := hs.Store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, rehashed); !ok || err != nil {
+			t.Fatalf("ReplacePasswordHash: got %v, %v", ok, err)
+		}
+	}
+	res, err := f.svc.Login(ctx, u.Email, testPassword, client)
+	if err != nil {
+		t.Fatalf("the sign-in racing a rehash: %v", err)
+	}
+	if _, _, err := f.svc.Authenticate(ctx, res.Token); err != nil {
+		t.Errorf("its session: %v", err)
+	}
+}
+
 // failSecondDelete fails the second DeleteUserSessions of a user: a
 // password change that fails after its swap.
 type failSecondDelete struct {

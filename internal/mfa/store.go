@@ -14,6 +14,14 @@ type Upgrade struct {
 	Next  *Session // the session started, replacing Old
 	Event *Event   // recorded, its ID set
 
+	// PasswordHash, when set, must still be Next.UserID's password hash:
+	// a sign-in whose password was checked against a hash that a password
+	// change has replaced since starts no session. Against a concurrent
+	// ReplacePasswordHash, either the upgrade sees the new hash, or the
+	// swap waits for the upgrade, whose session the change's
+	// DeleteUserSessions then ends.
+	PasswordHash string
+
 	// The proof spent: a TOTP step claimed (recorded as the factor's last
 	// step, which must be older), or an unused backup code marked used at
 	// Next.CreatedAt. Of concurrent upgrades spending one proof, exactly one

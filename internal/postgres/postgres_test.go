@@ -297,6 +297,59 @@ func TestSignInLeavesNoThrottleRow(t *testing.T) {
 	}
 }
 
+// A password step's upgrade over a hash that a concurrent swap is
+// replacing waits for the swap, then starts no session: had it read the
+// old hash without waiting, its session could be written after the
+// change's DeleteUserSessions and outlive the change.
+func TestUpgradeWaitsForPasswordSwap(t *testing.T) {
+	db := openTest(t, newDatabase(t))
+	ctx := t.Context()
+	now := time.Now()
+	u := &mfa.User{Email: "ada@example.com", PasswordHash: "old", CreatedAt: now}
+	if err := db.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	swap, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer swap.Rollback(ctx)
+	if _, err := swap.Exec(ctx, `UPDATE users SET password_hash = 'new' WHERE id = $1`, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	next := &mfa.Session{ID: []byte("full-session-id-0123456789abcdef"), UserID: u.ID, Level: mfa.LevelFull,
+		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
+	type outcome struct {
+		ok  bool
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		ok, err := db.UpgradeSession(ctx, mfa.Upgrade{Next: next, PasswordHash: "old"})
+		done <- outcome{ok, err}
+	}()
+	// The upgrade must wait for the swap's row lock.
+	for waiting := false; !waiting; {
+		select {
+		case o := <-done:
+			t.Fatalf("UpgradeSession did not wait for the swap: got %v, %v", o.ok, o.err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE NOT granted)`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := swap.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o := <-done; o.ok || o.err != nil {
+		t.Fatalf("UpgradeSession over the replaced hash: got %v, %v, want false, nil", o.ok, o.err)
+	}
+	if _, err := db.Session(ctx, next.ID); !errors.Is(err, mfa.ErrNotFound) {
+		t.Errorf("the session of the refused upgrade: got %v, want ErrNotFound", err)
+	}
+}
+
 // TestInstances races two DBs on one database, as two server instances
 // behind a load balancer: the throttle ceiling and the single use of a
 // proof hold across them.

@@ -466,11 +466,11 @@ DELETE FROM throttle_failures WHERE ctid =
 // UpgradeSession admits the attempt of u, spends its proof, replaces
 // session u.Old by u.Next and records u.Event (setting its ID), in one
 // transaction. It reports false, changing nothing, when the throttle
-// refuses, the step is not newer than the factor's last one, the backup
-// code is used, or u.Old is gone, as when a concurrent sign-in spent the
-// proof or upgraded the session first: its conditional UPDATE or DELETE
-// took the row, and this one, waiting for that transaction, then finds the
-// row changed.
+// refuses, the password hash changed, the step is not newer than the
+// factor's last one, the backup code is used, or u.Old is gone, as when a
+// concurrent sign-in spent the proof or upgraded the session first: its
+// conditional UPDATE or DELETE took the row, and this one, waiting for that
+// transaction, then finds the row changed.
 //
 // The transaction costs three round trips: BEGIN with the throttle key's
 // lock and state; the writes; COMMIT, or ROLLBACK when a condition failed.
@@ -488,7 +488,14 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 		return nil
 	}
 	spend := &pgx.Batch{}
-	// The proof first: of concurrent sign-ins spending it, one takes the
+	// The password hash first, locked against a concurrent swap until
+	// this transaction ends (see mfa.Upgrade.PasswordHash): the session's
+	// foreign key alone would take a lock that an UPDATE of the hash does
+	// not wait for.
+	if u.PasswordHash != "" {
+		spend.Queue(`SELECT FROM users WHERE id = $1 AND password_hash = $2 FOR SHARE`, u.Next.UserID, u.PasswordHash).Exec(mustAffect)
+	}
+	// Then the proof: of concurrent sign-ins spending it, one takes the
 	// row, the others wait for its commit and then match nothing.
 	if u.ClaimFactor != 0 {
 		spend.Queue(`UPDATE factors SET last_step = $1 WHERE id = $2 AND last_step < $1`, u.ClaimStep, u.ClaimFactor).Exec(mustAffect)

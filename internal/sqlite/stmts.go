@@ -25,7 +25,7 @@ type stmts struct {
 	touchSession, deleteUserSessions, deleteExpired *sql.Stmt
 	throttleStateW, pruneFailures, insertFailure    *sql.Stmt
 	upsertThrottle, clearConsecutive, insertEvent   *sql.Stmt
-	forgetFailure                                   *sql.Stmt
+	forgetFailure, passwordHeld                     *sql.Stmt
 	// the writer's savepoint around each job of a batch
 	savepoint, releaseSavepoint, rollbackToSavepoint *sql.Stmt
 
@@ -92,6 +92,7 @@ func (s *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{&s.deleteFactors, w, `DELETE FROM factors WHERE user_id = ?`},
 		{&s.claimStep, w, `UPDATE factors SET last_step = ?1 WHERE id = ?2 AND last_step < ?1`},
 		{&s.replacePassword, w, `UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?`},
+		{&s.passwordHeld, w, `SELECT 1 FROM users WHERE id = ? AND password_hash = ?`},
 		{&s.replaceSecret, w, `UPDATE factors SET secret = ? WHERE id = ? AND secret = ?`},
 		{&s.deleteCodes, w, `DELETE FROM backup_codes WHERE user_id = ?`},
 		{&s.insertCode, w, `INSERT INTO backup_codes (user_id, hash, used_at) VALUES (?, ?, ?)`},

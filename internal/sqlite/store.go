@@ -428,7 +428,8 @@ var errGone = errors.New("session gone")
 // UpgradeSession admits the attempt, spends the proof, replaces session
 // u.Old by u.Next and records u.Event (setting its ID), in one write
 // transaction. It reports false, changing nothing, when the throttle
-// refuses, the proof was spent or u.Old no longer exists.
+// refuses, the proof was spent, u.Old no longer exists or the password hash
+// changed.
 func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	var evID int64
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
@@ -444,6 +445,15 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 			}
 			if !u.Admit(throttle) {
 				return errGone
+			}
+		}
+		if u.PasswordHash != "" {
+			var held int
+			err := tx.StmtContext(ctx, db.st.passwordHeld).QueryRowContext(ctx, u.Next.UserID, u.PasswordHash).Scan(&held)
+			if errors.Is(err, sql.ErrNoRows) {
+				return errGone
+			} else if err != nil {
+				return err
 			}
 		}
 		if u.ClaimFactor != 0 {

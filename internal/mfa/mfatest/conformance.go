@@ -994,6 +994,44 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 			mfa.ThrottleState{LastFailure: base, WindowCount: 1, WindowOldest: base})
 	})
 
+	t.Run("UpgradeNeedsThePasswordHash", func(t *testing.T) {
+		// A password step checked against a hash replaced since starts no
+		// session, and changes nothing else either.
+		s := newStore(t)
+		ctx := t.Context()
+		u := createUser(t, s, "u@example.com")
+		checked := u.PasswordHash
+		const replaced = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdDI$aGFzaDI"
+		if ok, err := s.ReplacePasswordHash(ctx, u.ID, checked, replaced); !ok || err != nil {
+			t.Fatalf("ReplacePasswordHash: got %v, %v", ok, err)
+		}
+		key := mfa.ThrottleKey{Subject: "email:u", Method: mfa.MethodPassword}
+		if _, _, err := s.RecordFailure(ctx, key, base, base.Add(-time.Hour), always); err != nil {
+			t.Fatal(err)
+		}
+		for i, hash := range []string{checked, replaced} {
+			next := newSession(u.ID, byte(i+1), mfa.LevelFull, base.Add(time.Hour))
+			ev := &mfa.Event{UserID: u.ID, Type: mfa.EventLoginSucceeded, At: base}
+			ok, err := s.UpgradeSession(ctx, mfa.Upgrade{Next: next, Event: ev, PasswordHash: hash,
+				Throttle: key, Since: base.Add(-time.Hour), Admit: always})
+			if err != nil || ok != (hash == replaced) || sessionGone(t, s, next.ID) == ok {
+				t.Fatalf("upgrade over hash %d: got %v, %v, session kept %v, want %v", i, ok, err, !sessionGone(t, s, next.ID), hash == replaced)
+			}
+			st, err := s.ThrottleState(ctx, key, base.Add(-time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := mfa.ThrottleState{Consecutive: 1, LastFailure: base, WindowCount: 1, WindowOldest: base}
+			if ok {
+				want.Consecutive = 0
+			}
+			checkThrottle(t, fmt.Sprintf("throttle after the upgrade over hash %d", i), st, want)
+			if evs, _ := s.Events(ctx, u.ID, 10); len(evs) != i {
+				t.Errorf("after the upgrade over hash %d: %d events, want %d", i, len(evs), i)
+			}
+		}
+	})
+
 	t.Run("UpgradeSpendsProofOnce", func(t *testing.T) {
 		s := newStore(t)
 		u := createUser(t, s, "u@example.com")

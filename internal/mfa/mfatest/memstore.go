@@ -343,8 +343,9 @@ func (m *MemStore) SessionView(ctx context.Context, id []byte) (*mfa.SessionView
 	return &mfa.SessionView{Session: copySession(s), User: u, Factors: m.factorsOf(s.UserID)}, nil
 }
 
-// UpgradeSession replaces session oldID by next and records ev (setting
-// ev.ID) if it is not nil, at once; false when oldID no longer exists.
+// UpgradeSession admits the attempt, spends the proof, replaces session
+// u.Old by u.Next and records u.Event (setting its ID), at once; false,
+// changing nothing, when a condition of u fails.
 func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -364,6 +365,9 @@ func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, err
 		if !u.Admit(st) {
 			return false, nil
 		}
+	}
+	if u.PasswordHash != "" && m.users[u.Next.UserID].PasswordHash != u.PasswordHash {
+		return false, nil
 	}
 	if u.ClaimFactor != 0 {
 		if f, ok := m.factors[u.ClaimFactor]; !ok || f.LastStep >= u.ClaimStep {
