@@ -422,7 +422,8 @@ func (db *DB) SignInView(ctx context.Context, email string, key mfa.ThrottleKey,
 }
 
 // errGone ends UpgradeSession's transaction when the old session is gone,
-// its proof was spent already, or the throttle refuses the attempt.
+// its proof was spent already, the throttle refuses the attempt, or the
+// user's password hash is no longer the one checked.
 var errGone = errors.New("session gone")
 
 // UpgradeSession admits the attempt, spends the proof, replaces session
