@@ -375,82 +375,12 @@ func renderSecurity(k *kit, svc *mfa.Service, w http.ResponseWriter, r *http.Req
 	}
 	views := make([]eventView, len(evs))
 	for i, e := range evs {
-		views[i] = eventView{At: e.At.UTC(), IP: e.IP, Summary: describeEvent(e)}
+		views[i] = eventView{At: e.At.UTC(), IP: e.IP, Summary: e.Summary()}
 	}
 	k.render(w, r, status, "security", &securityPage{
 		layout: layout{Title: "Account security", User: u, Flash: flashMsg, Error: errMsg},
 		Status: st, Events: views,
 	})
-}
-
-// describeEvent says in words what an event means to the account's owner.
-func describeEvent(e mfa.Event) string {
-	method := func(d string) string {
-		switch mfa.Method(d) {
-		case mfa.MethodTOTP:
-			return "authenticator app"
-		case mfa.MethodBackupCode:
-			return "backup code"
-		case mfa.MethodPassword:
-			return "password"
-		}
-		return d
-	}
-	switch e.Type {
-	case mfa.EventAccountCreated:
-		return "Account created"
-	case mfa.EventLoginSucceeded:
-		switch mfa.Method(e.Detail) {
-		case mfa.MethodTOTP:
-			return "Signed in with password and authenticator app"
-		case mfa.MethodBackupCode:
-			return "Signed in with password and a backup code"
-		case mfa.MethodPassword:
-			return "Signed in with password only"
-		}
-		return "Signed in"
-	case mfa.EventLoginFailed:
-		return "Failed sign-in: wrong password"
-	case mfa.EventSecondFactorFailed:
-		if e.Detail != "" {
-			return "Failed sign-in: wrong " + method(e.Detail) + " code"
-		}
-		return "Failed sign-in: wrong code"
-	case mfa.EventBackupCodeUsed:
-		return "A backup code was used (it no longer works)"
-	case mfa.EventThrottled:
-		if e.Detail != "" {
-			return "Too many failed attempts: " + throttleDetail(e.Detail, method)
-		}
-		return "Too many failed attempts: sign-in paused"
-	case mfa.EventLogout:
-		return "Signed out"
-	case mfa.EventTwoFactorEnabled:
-		return "Two-factor authentication turned on"
-	case mfa.EventTwoFactorDisabled:
-		return "Two-factor authentication turned off"
-	case mfa.EventTwoFactorReset:
-		return "Two-factor authentication reset by an administrator"
-	case mfa.EventBackupCodesRegenerated:
-		return "New backup codes created; the old ones no longer work"
-	case mfa.EventPasswordChanged:
-		return "Password changed; every other session was signed out"
-	case mfa.EventPasswordReset:
-		return "Password set by an administrator; every session was signed out"
-	}
-	if e.Detail != "" {
-		return string(e.Type) + ": " + e.Detail
-	}
-	return string(e.Type)
-}
-
-// throttleDetail rewords the Service's "totp locked for 30 seconds".
-func throttleDetail(detail string, method func(string) string) string {
-	m, rest, ok := strings.Cut(detail, " locked for ")
-	if !ok {
-		return detail
-	}
-	return method(m) + " paused for " + rest
 }
 
 // The enable wizard: confirm the password, scan the QR code and type a
