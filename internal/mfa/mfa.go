@@ -122,6 +122,10 @@ type Event struct {
 	At     time.Time // UTC
 	IP     string
 	Detail string // never a secret, code, token or full phone number
+
+	// Notify, when an event is stored, queues a notice of it to the user.
+	// It is not read back.
+	Notify bool
 }
 
 // ThrottleKey names what a throttle counts: a subject ("user:42", or a keyed

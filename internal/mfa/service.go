@@ -54,6 +54,9 @@ type Config struct {
 	// throttle keys. At least 32 random bytes, kept outside the database.
 	CodeKey []byte
 	Issuer  string // shown in authenticator apps; default "twofold"
+	// Notifier tells users of changes to the security of their accounts;
+	// nil tells no one. DeliverNotices must run for notices to go out.
+	Notifier Notifier
 
 	Now    func() time.Time // default time.Now
 	Rand   io.Reader        // default crypto/rand.Reader
@@ -73,9 +76,12 @@ type Service struct {
 	cipher    Cipher
 	codeKey   []byte
 	issuer    string
-	now       func() time.Time
-	rand      io.Reader
-	log       *slog.Logger
+	notifier  Notifier
+	// noticeQueued wakes DeliverNotices when this instance queues a notice.
+	noticeQueued chan struct{}
+	now          func() time.Time
+	rand         io.Reader
+	log          *slog.Logger
 
 	idle, absolute, pendingLogin, pendingSetup time.Duration
 }
@@ -90,7 +96,8 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		store: cfg.Store, passwords: cfg.Passwords, policy: cfg.Policy, cipher: cfg.Cipher,
-		codeKey: cfg.CodeKey, issuer: cfg.Issuer, now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
+		codeKey: cfg.CodeKey, issuer: cfg.Issuer, notifier: cfg.Notifier, noticeQueued: make(chan struct{}, 1),
+		now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
 		idle: cfg.SessionIdle, absolute: cfg.SessionAbsolute,
 		pendingLogin: cfg.PendingLogin, pendingSetup: cfg.PendingSetup,
 	}
@@ -208,12 +215,19 @@ func (s *Service) hashError(op string, err error) error {
 // record stores a security event; a failure to record is logged, not
 // returned, because the user's action itself has succeeded or failed already.
 func (s *Service) record(ctx context.Context, userID int64, t EventType, c Client, detail string) {
-	e := &Event{UserID: userID, Type: t, At: s.clock(), IP: c.IP, Detail: detail}
+	e := &Event{UserID: userID, Type: t, At: s.clock(), IP: c.IP, Detail: detail,
+		Notify: s.notifier != nil && notifies(t)}
 	if err := s.store.AddEvent(ctx, e); err != nil {
 		s.log.ErrorContext(ctx, "record event", "user_id", userID, "event", string(t), "err", err)
 		return
 	}
 	s.log.InfoContext(ctx, "security event", "user_id", userID, "event", string(t), "ip", c.IP)
+	if e.Notify {
+		select {
+		case s.noticeQueued <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
 }
 
 // Events returns the user's newest security events first.

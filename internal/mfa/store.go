@@ -123,7 +123,28 @@ type Store interface {
 	// It returns how many keys it forgot.
 	DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error)
 
+	// AddEvent stores e and sets e.ID; when e.Notify is set, it queues a
+	// notice of e, due at e.At, in the same write.
 	AddEvent(ctx context.Context, e *Event) error
 	// Events returns the user's newest events first, at most limit.
 	Events(ctx context.Context, userID int64, limit int) ([]Event, error)
+
+	// ClaimNotices returns at most limit queued notices due at now, the
+	// earliest due first, and makes each due again at until, counting one
+	// more attempt: a claim made before until, by this instance or another,
+	// gets other notices.
+	ClaimNotices(ctx context.Context, now, until time.Time, limit int) ([]QueuedNotice, error)
+	// RescheduleNotice makes the notice of event eventID due at at. A zero
+	// at takes it off the queue: delivered, or given up. A notice no longer
+	// queued is not an error.
+	RescheduleNotice(ctx context.Context, eventID int64, at time.Time) error
+}
+
+// A QueuedNotice is a notice waiting for delivery: its event, the address
+// of the event's user, and how many times it was claimed, this claim
+// included.
+type QueuedNotice struct {
+	Event    Event
+	Email    string
+	Attempts int
 }

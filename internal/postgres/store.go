@@ -440,10 +440,22 @@ func (db *DB) SignInView(ctx context.Context, email string, key mfa.ThrottleKey,
 	return v, nil
 }
 
-const insertEvent = `INSERT INTO events (user_id, type, at, ip, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id`
+const (
+	insertEvent = `INSERT INTO events (user_id, type, at, ip, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id`
+	// insertNoticeEvent also queues the event's notice, due at its time.
+	insertNoticeEvent = `WITH e AS (` + insertEvent + `),
+	n AS (INSERT INTO notices (event_id, due_at) SELECT id, $3 FROM e)
+SELECT id FROM e`
+)
 
-func eventArgs(e *mfa.Event) []any {
-	return []any{e.UserID, string(e.Type), stamp(e.At), e.IP, e.Detail}
+// eventInsert is the statement that stores e, returning its ID, and queues
+// its notice if e.Notify; and its arguments.
+func eventInsert(e *mfa.Event) (string, []any) {
+	query := insertEvent
+	if e.Notify {
+		query = insertNoticeEvent
+	}
+	return query, []any{e.UserID, string(e.Type), stamp(e.At), e.IP, e.Detail}
 }
 
 // clearConsecutive zeroes the consecutive failures of key ($1, $2), writing
@@ -512,7 +524,8 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 		spend.Queue(dropUnfailedKey, u.Throttle.Subject, string(u.Throttle.Method))
 	}
 	if u.Event != nil {
-		spend.Queue(insertEvent, eventArgs(u.Event)...).QueryRow(func(row pgx.Row) error { return row.Scan(&evID) })
+		query, args := eventInsert(u.Event)
+		spend.Queue(query, args...).QueryRow(func(row pgx.Row) error { return row.Scan(&evID) })
 	}
 
 	begin := &pgx.Batch{}
@@ -759,10 +772,11 @@ func (db *DB) DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error
 	return int(n), nil
 }
 
-// AddEvent stores e and sets e.ID.
+// AddEvent stores e and sets e.ID, and queues its notice if e.Notify.
 func (db *DB) AddEvent(ctx context.Context, e *mfa.Event) error {
 	var id int64
-	if err := db.pool.QueryRow(ctx, insertEvent, eventArgs(e)...).Scan(&id); err != nil {
+	query, args := eventInsert(e)
+	if err := db.pool.QueryRow(ctx, query, args...).Scan(&id); err != nil {
 		return wrap("add event", err)
 	}
 	e.ID = id
@@ -796,4 +810,61 @@ func (db *DB) Events(ctx context.Context, userID int64, limit int) ([]mfa.Event,
 		return nil, wrap("events", err)
 	}
 	return evs, nil
+}
+
+// claimNotices locks the notices due at $1, at most $3, skipping those a
+// concurrent claim holds, makes them due at $2, and returns them with their
+// events and users, the earliest due first.
+const claimNotices = `WITH due AS (
+	SELECT event_id, due_at FROM notices WHERE due_at <= $1
+	ORDER BY due_at, event_id LIMIT $3 FOR UPDATE SKIP LOCKED
+), claimed AS (
+	UPDATE notices n SET due_at = $2, attempts = n.attempts + 1 FROM due
+	WHERE n.event_id = due.event_id RETURNING n.event_id, n.attempts
+)
+SELECT e.id, e.user_id, e.type, e.at, e.ip, e.detail, u.email, c.attempts
+FROM claimed c JOIN due d ON d.event_id = c.event_id
+	JOIN events e ON e.id = c.event_id JOIN users u ON u.id = e.user_id
+ORDER BY d.due_at, d.event_id`
+
+// ClaimNotices returns at most limit notices due at now, the earliest due
+// first, and makes each due again at until. Concurrent claims, from any
+// instance, skip each other's rows.
+func (db *DB) ClaimNotices(ctx context.Context, now, until time.Time, limit int) ([]mfa.QueuedNotice, error) {
+	rows, err := db.pool.Query(ctx, claimNotices, stamp(now), stamp(until), limit)
+	if err != nil {
+		return nil, wrap("claim notices", err)
+	}
+	defer rows.Close()
+	var claimed []mfa.QueuedNotice
+	for rows.Next() {
+		var (
+			q   mfa.QueuedNotice
+			typ string
+		)
+		if err := rows.Scan(&q.Event.ID, &q.Event.UserID, &typ, &q.Event.At, &q.Event.IP, &q.Event.Detail, &q.Email, &q.Attempts); err != nil {
+			return nil, wrap("claim notices", err)
+		}
+		q.Event.Type, q.Event.At = mfa.EventType(typ), timeOf(q.Event.At)
+		claimed = append(claimed, q)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("claim notices", err)
+	}
+	return claimed, nil
+}
+
+// RescheduleNotice makes the notice of event eventID due at at; a zero at
+// takes it off the queue.
+func (db *DB) RescheduleNotice(ctx context.Context, eventID int64, at time.Time) error {
+	var err error
+	if at.IsZero() {
+		_, err = db.pool.Exec(ctx, `DELETE FROM notices WHERE event_id = $1`, eventID)
+	} else {
+		_, err = db.pool.Exec(ctx, `UPDATE notices SET due_at = $1 WHERE event_id = $2`, stamp(at), eventID)
+	}
+	if err != nil {
+		return wrap("reschedule notice", err)
+	}
+	return nil
 }

@@ -109,6 +109,14 @@ ORDER BY subject COLLATE "C", method COLLATE "C", at`,
 		}); err != nil {
 		return nil, err
 	}
+	if d.Notices, err = collect(ctx, tx, "notices", `SELECT event_id, due_at, attempts FROM notices ORDER BY event_id`,
+		func(row pgx.CollectableRow) (n transfer.Notice, err error) {
+			err = row.Scan(&n.EventID, &n.Due, &n.Attempts)
+			n.Due = timeOf(n.Due)
+			return n, err
+		}); err != nil {
+		return nil, err
+	}
 
 	// Sequences are not transactional: read after the rows, they are at
 	// least every ID the snapshot holds. The max with the rows is for a
@@ -180,7 +188,7 @@ func lastHandedOut(ctx context.Context, tx pgx.Tx, table string) (int64, error) 
 // transferTables are the tables in the order Import copies them: a table's
 // rows refer only to tables before it.
 func transferTables() []string {
-	return []string{"users", "factors", "backup_codes", "sessions", "throttles", "throttle_failures", "events"}
+	return []string{"users", "factors", "backup_codes", "sessions", "throttles", "throttle_failures", "events", "notices"}
 }
 
 // Import copies d into the database, which must be empty: it refuses, and
@@ -255,7 +263,12 @@ func importData(ctx context.Context, tx pgx.Tx, d *transfer.Data, progress func(
 			return []any{f.Key.Subject, string(f.Key.Method), stamp(f.At)}
 		}},
 		{"events", []string{"id", "user_id", "type", "at", "ip", "detail"}, len(d.Events), func(i int) []any {
-			return append([]any{d.Events[i].ID}, eventArgs(&d.Events[i])...)
+			e := &d.Events[i]
+			return []any{e.ID, e.UserID, string(e.Type), stamp(e.At), e.IP, e.Detail}
+		}},
+		{"notices", []string{"event_id", "due_at", "attempts"}, len(d.Notices), func(i int) []any {
+			n := &d.Notices[i]
+			return []any{n.EventID, stamp(n.Due), int32(n.Attempts)}
 		}},
 	}
 	for _, c := range copies {

@@ -249,13 +249,13 @@ func TestImportAllOrNothing(t *testing.T) {
 	empty := exportTest(t, db)
 
 	bad := *src
-	bad.Events = slices.Clone(src.Events)
-	bad.Events[len(bad.Events)-1].UserID = 1 << 40 // no such user
+	bad.Notices = slices.Clone(src.Notices)
+	bad.Notices[len(bad.Notices)-1].EventID = 1 << 40 // no such event
 	progress, err := importTest(t, db, &bad)
-	if err == nil || !strings.Contains(err.Error(), "events") {
-		t.Fatalf("Import of an event of no user: got %v, want an error about events", err)
+	if err == nil || !strings.Contains(err.Error(), "notices") {
+		t.Fatalf("Import of a notice of no event: got %v, want an error about notices", err)
 	}
-	// Every table before the events was copied, then rolled back.
+	// Every table before the notices was copied, then rolled back.
 	if want := src.Counts()[:len(src.Counts())-1]; !slices.Equal(progress, want) {
 		t.Errorf("progress: got %v, want %v", progress, want)
 	}

@@ -107,6 +107,15 @@ func export(ctx context.Context, tx *sql.Tx) (*transfer.Data, error) {
 		}); err != nil {
 		return nil, err
 	}
+	if d.Notices, err = queryAll(ctx, tx, "notices", `SELECT event_id, due_at, attempts FROM notices ORDER BY event_id`,
+		func(rows *sql.Rows) (n transfer.Notice, err error) {
+			var due int64
+			err = rows.Scan(&n.EventID, &due, &n.Attempts)
+			n.Due = timeOf(due)
+			return n, err
+		}); err != nil {
+		return nil, err
+	}
 
 	// sqlite_sequence holds the largest ID an AUTOINCREMENT table has ever
 	// handed out; a table that never had a row has no entry. Events use

@@ -25,7 +25,7 @@ type stmts struct {
 	touchSession, deleteUserSessions, deleteExpired *sql.Stmt
 	throttleStateW, pruneFailures, insertFailure    *sql.Stmt
 	upsertThrottle, clearConsecutive, insertEvent   *sql.Stmt
-	forgetFailure, passwordHeld                     *sql.Stmt
+	forgetFailure, passwordHeld, queueNotice        *sql.Stmt
 	// the writer's savepoint around each job of a batch
 	savepoint, releaseSavepoint, rollbackToSavepoint *sql.Stmt
 
@@ -113,6 +113,7 @@ ON CONFLICT (subject, method) DO UPDATE SET consecutive = consecutive + 1, last_
 		{&s.forgetFailure, w, `DELETE FROM throttle_failures WHERE rowid =
 	(SELECT rowid FROM throttle_failures WHERE subject = ?1 AND method = ?2 AND at = ?3 LIMIT 1)`},
 		{&s.insertEvent, w, `INSERT INTO events (user_id, type, at, ip, detail) VALUES (?, ?, ?, ?, ?)`},
+		{&s.queueNotice, w, `INSERT INTO notices (event_id, due_at) VALUES (?, ?)`},
 		{&s.savepoint, w, `SAVEPOINT job`},
 		{&s.releaseSavepoint, w, `RELEASE job`},
 		{&s.rollbackToSavepoint, w, `ROLLBACK TO job`},

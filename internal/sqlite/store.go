@@ -482,7 +482,7 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 		}
 		if u.Event != nil {
 			var err error
-			evID, err = db.insertEvent(ctx, tx.StmtContext(ctx, db.st.insertEvent), u.Event)
+			evID, err = db.insertEvent(ctx, tx, u.Event)
 			return err
 		}
 		return nil
@@ -673,19 +673,25 @@ func (db *DB) DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error
 	return int(n), nil
 }
 
-func (db *DB) insertEvent(ctx context.Context, ins *sql.Stmt, e *mfa.Event) (int64, error) {
-	res, err := ins.ExecContext(ctx, e.UserID, string(e.Type), millis(e.At), e.IP, e.Detail)
+// insertEvent stores e, and queues its notice if e.Notify.
+func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, e *mfa.Event) (int64, error) {
+	res, err := tx.StmtContext(ctx, db.st.insertEvent).ExecContext(ctx, e.UserID, string(e.Type), millis(e.At), e.IP, e.Detail)
 	if err != nil {
 		return 0, err
 	}
-	return res.LastInsertId()
+	id, err := res.LastInsertId()
+	if err != nil || !e.Notify {
+		return id, err
+	}
+	_, err = tx.StmtContext(ctx, db.st.queueNotice).ExecContext(ctx, id, millis(e.At))
+	return id, err
 }
 
-// AddEvent stores e and sets e.ID.
+// AddEvent stores e and sets e.ID, and queues its notice if e.Notify.
 func (db *DB) AddEvent(ctx context.Context, e *mfa.Event) error {
 	var id int64
 	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
-		id, err = db.insertEvent(ctx, tx.StmtContext(ctx, db.st.insertEvent), e)
+		id, err = db.insertEvent(ctx, tx, e)
 		return err
 	})
 	if err != nil {
@@ -723,4 +729,63 @@ func (db *DB) Events(ctx context.Context, userID int64, limit int) ([]mfa.Event,
 		return nil, wrap("events", err)
 	}
 	return evs, nil
+}
+
+// ClaimNotices returns at most limit notices due at now, the earliest due
+// first, and makes each due again at until. The single writer makes the
+// claim atomic.
+func (db *DB) ClaimNotices(ctx context.Context, now, until time.Time, limit int) ([]mfa.QueuedNotice, error) {
+	var claimed []mfa.QueuedNotice
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT e.id, e.user_id, e.type, e.at, e.ip, e.detail, u.email, n.attempts + 1
+FROM notices n JOIN events e ON e.id = n.event_id JOIN users u ON u.id = e.user_id
+WHERE n.due_at <= ? ORDER BY n.due_at, n.event_id LIMIT ?`, millis(now), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				q   mfa.QueuedNotice
+				typ string
+				at  int64
+			)
+			if err := rows.Scan(&q.Event.ID, &q.Event.UserID, &typ, &at, &q.Event.IP, &q.Event.Detail, &q.Email, &q.Attempts); err != nil {
+				return err
+			}
+			q.Event.Type, q.Event.At = mfa.EventType(typ), timeOf(at)
+			claimed = append(claimed, q)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, q := range claimed {
+			if _, err := tx.ExecContext(ctx, `UPDATE notices SET due_at = ?, attempts = ? WHERE event_id = ?`,
+				millis(until), q.Attempts, q.Event.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("claim notices", err)
+	}
+	return claimed, nil
+}
+
+// RescheduleNotice makes the notice of event eventID due at at; a zero at
+// takes it off the queue.
+func (db *DB) RescheduleNotice(ctx context.Context, eventID int64, at time.Time) error {
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if at.IsZero() {
+			_, err := tx.ExecContext(ctx, `DELETE FROM notices WHERE event_id = ?`, eventID)
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE notices SET due_at = ? WHERE event_id = ?`, millis(at), eventID)
+		return err
+	})
+	if err != nil {
+		return wrap("reschedule notice", err)
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ type Data struct {
 	Throttles        []Throttle
 	ThrottleFailures []Failure // by key, then time
 	Events           []mfa.Event
+	Notices          []Notice // by event
 	Sequences        Sequences
 }
 
@@ -39,6 +40,14 @@ type Throttle struct {
 type Failure struct {
 	Key mfa.ThrottleKey
 	At  time.Time
+}
+
+// Notice is a notice of an event queued for delivery: when it is due, and
+// how many times it was claimed.
+type Notice struct {
+	EventID  int64
+	Due      time.Time
+	Attempts int
 }
 
 // Sequences are the highest IDs each table has ever handed out, at least
@@ -67,5 +76,6 @@ func (d *Data) Counts() []Count {
 		{"throttles", len(d.Throttles)},
 		{"throttle_failures", len(d.ThrottleFailures)},
 		{"events", len(d.Events)},
+		{"notices", len(d.Notices)},
 	}
 }

@@ -32,7 +32,9 @@ import (
 //   - ConfirmFactor and ReplaceBackupCodes set the IDs of the codes passed,
 //     UpgradeSession sets the ID of its event;
 //   - Factors, UnusedBackupCodes and FactorsAfter list in ID order;
-//   - ThrottleState and RecordFailure count failures at or after since.
+//   - ThrottleState and RecordFailure count failures at or after since;
+//   - a claimed notice comes with its event as stored and its user's
+//     address; concurrent claims never return one notice twice.
 func TestStore(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 	t.Run("Users", func(t *testing.T) { testUsers(t, newStore(t)) })
 	t.Run("Factors", func(t *testing.T) { testFactors(t, newStore) })
@@ -41,6 +43,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 	t.Run("Throttle", func(t *testing.T) { testThrottle(t, newStore) })
 	t.Run("SignInView", func(t *testing.T) { testSignInView(t, newStore(t)) })
 	t.Run("Events", func(t *testing.T) { testEvents(t, newStore(t)) })
+	t.Run("Notices", func(t *testing.T) { testNotices(t, newStore) })
 }
 
 // base is the suite's clock: not on a millisecond, and not in UTC, so that a

@@ -29,6 +29,13 @@ type MemStore struct {
 	sessions  map[string]mfa.Session
 	throttles map[mfa.ThrottleKey]*memThrottle
 	events    []mfa.Event // in ID order
+	notices   map[int64]*memNotice
+}
+
+// memNotice is a queued notice of an event.
+type memNotice struct {
+	due      time.Time
+	attempts int
 }
 
 type memThrottle struct {
@@ -46,6 +53,7 @@ func NewMemStore() *MemStore {
 		codes:     make(map[int64]mfa.BackupCode),
 		sessions:  make(map[string]mfa.Session),
 		throttles: make(map[mfa.ThrottleKey]*memThrottle),
+		notices:   make(map[int64]*memNotice),
 	}
 }
 
@@ -545,6 +553,10 @@ func (m *MemStore) addEvent(e *mfa.Event) {
 	v := *e
 	v.ID = m.nextID()
 	v.At = storedTime(v.At)
+	if v.Notify {
+		m.notices[v.ID] = &memNotice{due: v.At}
+		v.Notify = false // not read back
+	}
 	m.events = append(m.events, v)
 	e.ID = v.ID
 }
@@ -560,4 +572,45 @@ func (m *MemStore) Events(ctx context.Context, userID int64, limit int) ([]mfa.E
 		}
 	}
 	return evs, nil
+}
+
+// ClaimNotices returns at most limit notices due at now, the earliest due
+// first, and makes each due again at until.
+func (m *MemStore) ClaimNotices(ctx context.Context, now, until time.Time, limit int) ([]mfa.QueuedNotice, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now, until = storedTime(now), storedTime(until)
+	var due []mfa.QueuedNotice
+	for _, e := range m.events { // in ID order, the tie-break of equal due times
+		if n := m.notices[e.ID]; n != nil && !n.due.After(now) {
+			due = append(due, mfa.QueuedNotice{Event: e, Email: m.users[e.UserID].Email})
+		}
+	}
+	slices.SortStableFunc(due, func(a, b mfa.QueuedNotice) int {
+		return m.notices[a.Event.ID].due.Compare(m.notices[b.Event.ID].due)
+	})
+	due = due[:min(len(due), max(limit, 0))]
+	for i := range due {
+		n := m.notices[due[i].Event.ID]
+		n.due = until
+		n.attempts++
+		due[i].Attempts = n.attempts
+	}
+	return due, nil
+}
+
+// RescheduleNotice makes the notice of event eventID due at at; a zero at
+// takes it off the queue.
+func (m *MemStore) RescheduleNotice(ctx context.Context, eventID int64, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.notices[eventID]
+	switch {
+	case n == nil:
+	case at.IsZero():
+		delete(m.notices, eventID)
+	default:
+		n.due = storedTime(at)
+	}
+	return nil
 }

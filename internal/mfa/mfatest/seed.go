@@ -76,9 +76,19 @@ func SeedEveryTable(t testing.TB, s mfa.Store) *transfer.Data {
 	must("SavePendingFactor", s.SavePendingFactor(ctx, f3))
 	bobCodes := newCodes("bob", 10)
 	must("ConfirmFactor", s.ConfirmFactor(ctx, f3.ID, at(7*time.Minute), step+10, bobCodes))
-	addEvent(bob.ID, mfa.EventTwoFactorEnabled, at(7*time.Minute), "2001:db8::2", "authenticator app")
+	bobOn := event(bob.ID, mfa.EventTwoFactorEnabled, at(7*time.Minute), "2001:db8::2", "authenticator app")
+	bobOn.Notify = true
+	must("AddEvent", s.AddEvent(ctx, bobOn))
 	must("DeleteFactors", s.DeleteFactors(ctx, bob.ID))
-	addEvent(bob.ID, mfa.EventTwoFactorDisabled, at(8*time.Minute), "2001:db8::2", "")
+	bobOff := event(bob.ID, mfa.EventTwoFactorDisabled, at(8*time.Minute), "2001:db8::2", "")
+	bobOff.Notify = true
+	must("AddEvent", s.AddEvent(ctx, bobOff))
+	// Their notices: the first claimed once and due again in an hour.
+	claimed, err := s.ClaimNotices(ctx, at(7*time.Minute), at(time.Hour), 10)
+	must("ClaimNotices", err)
+	if len(claimed) != 1 || claimed[0].Event.ID != bobOn.ID {
+		t.Fatalf("seed: ClaimNotices: got %+v, want the notice of event %d", claimed, bobOn.ID)
+	}
 
 	// Ada signs in three times: with a TOTP code after a failed one, then
 	// with two backup codes.
@@ -135,7 +145,7 @@ func SeedEveryTable(t testing.TB, s mfa.Store) *transfer.Data {
 		addEvent(bob.ID, mfa.EventSecondFactorFailed, when, "2001:db8::2", "totp")
 	}
 	emailKey := mfa.ThrottleKey{Subject: "email:9f86d081884c7d659a2feaa0c55ad015", Method: mfa.MethodPassword}
-	_, _, err := s.RecordFailure(ctx, emailKey, at(25*time.Minute), since, always)
+	_, _, err = s.RecordFailure(ctx, emailKey, at(25*time.Minute), since, always)
 	must("RecordFailure", err)
 	addEvent(bob.ID, mfa.EventLoginFailed, at(25*time.Minute), "198.51.100.7", "wrong password")
 
@@ -155,6 +165,10 @@ func SeedEveryTable(t testing.TB, s mfa.Store) *transfer.Data {
 			{Key: bobTOTP, At: storedTime(at(24 * time.Minute))},
 			{Key: emailKey, At: storedTime(at(25 * time.Minute))},
 		},
+		Notices: []transfer.Notice{
+			{EventID: bobOn.ID, Due: storedTime(at(time.Hour)), Attempts: 1},
+			{EventID: bobOff.ID, Due: storedTime(at(8 * time.Minute)), Attempts: 0},
+		},
 	}
 	for _, c := range adaCodes {
 		want.BackupCodes = append(want.BackupCodes, copyCode(c))
@@ -169,7 +183,7 @@ func SeedEveryTable(t testing.TB, s mfa.Store) *transfer.Data {
 	})
 	for _, e := range events {
 		e := *e
-		e.At = storedTime(e.At)
+		e.At, e.Notify = storedTime(e.At), false // Notify is not read back
 		want.Events = append(want.Events, e)
 	}
 	slices.SortFunc(want.Events, func(a, b mfa.Event) int { return cmp.Compare(a.ID, b.ID) })
@@ -215,6 +229,7 @@ func CompareData(t testing.TB, got, want *transfer.Data) {
 	compareRows(t, "throttles", got.Throttles, want.Throttles)
 	compareRows(t, "throttle_failures", got.ThrottleFailures, want.ThrottleFailures)
 	compareRows(t, "events", got.Events, want.Events)
+	compareRows(t, "notices", got.Notices, want.Notices)
 	if got.Sequences != want.Sequences {
 		t.Errorf("sequences: got %+v, want %+v", got.Sequences, want.Sequences)
 	}

@@ -1,0 +1,166 @@
+package mfa
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// A Notice tells a user, at their email address, of a change to the
+// security of their account, so that a change they did not make does not
+// go unseen.
+type Notice struct {
+	EventID int64 // the event the notice is about; a resent notice keeps it
+	At      time.Time
+	To      string // the account's email address
+	Subject string
+	Body    string // plain text, never a secret, code or token
+}
+
+// Notifier delivers notices, by email for instance. Notify returns once the
+// notice is handed on (an SMTP server accepted it); an error means it was
+// not, and the Service tries again later. A notice may be delivered twice
+// when the process stops between delivery and its record: a Notifier marks
+// it with its EventID so that mail clients can tell.
+type Notifier interface {
+	Notify(ctx context.Context, n Notice) error
+}
+
+// ErrNoticeRefused, wrapped in a Notifier's error, says that trying again
+// cannot help (the mail server refused the address for good): the notice
+// is given up at once.
+var ErrNoticeRefused = errors.New("notice refused")
+
+// Delivery of notices. A notice is queued in the same write as its event;
+// it is then delivered at least once, by whichever instance claims it
+// first, or given up with an error in the log.
+const (
+	noticeBatch = 16
+	// noticeLease is how long a claimed notice stays with its claimer: more
+	// than a delivery may take (noticeSendTimeout), so no other instance
+	// sends it meanwhile.
+	noticeLease       = 2 * time.Minute
+	noticeSendTimeout = 30 * time.Second
+	// A notice still undelivered after noticeMaxAttempts tries, or
+	// noticeMaxAge after its event, is given up, and the log says so: a
+	// notice days late would alarm more than it informs.
+	noticeMaxAttempts = 10
+	noticeMaxAge      = 24 * time.Hour
+	noticeFirstRetry  = time.Minute
+	noticeMaxRetry    = time.Hour
+	// noticePoll is how often an instance looks for notices queued by
+	// others, or due again; its own changes wake it at once.
+	noticePoll = 10 * time.Second
+)
+
+// notifies reports whether the user is told of events of type t: the
+// changes to how the account is protected, and the use of a backup code.
+func notifies(t EventType) bool {
+	switch t {
+	case EventTwoFactorEnabled, EventTwoFactorDisabled, EventTwoFactorReset,
+		EventBackupCodesRegenerated, EventBackupCodeUsed,
+		EventPasswordChanged, EventPasswordReset:
+		return true
+	}
+	return false
+}
+
+// Notifying reports whether the Service tells users of changes to their
+// accounts, that is, whether it has a Notifier.
+func (s *Service) Notifying() bool { return s.notifier != nil }
+
+// DeliverNotices delivers the queued notices, as they come due, until ctx
+// is done. Every instance may run it: each notice is claimed by one.
+func (s *Service) DeliverNotices(ctx context.Context) error {
+	if s.notifier == nil {
+		return errors.New("mfa: deliver notices: no Notifier")
+	}
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-poll.C:
+		case <-s.noticeQueued:
+		}
+		n, err := s.DeliverDueNotices(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "deliver notices", "err", err)
+		}
+		wait := noticePoll
+		if n == noticeBatch && err == nil {
+			wait = 0 // more may be due
+		}
+		poll.Reset(wait)
+	}
+}
+
+// DeliverDueNotices claims the notices due now, at most one batch, tries
+// to deliver each, and returns how many it claimed.
+func (s *Service) DeliverDueNotices(ctx context.Context) (int, error) {
+	now := s.clock()
+	queued, err := s.store.ClaimNotices(ctx, now, now.Add(noticeLease), noticeBatch)
+	if err != nil {
+		return 0, fmt.Errorf("mfa: claim notices: %w", err)
+	}
+	var errs []error
+	for _, q := range queued {
+		next := s.deliverNotice(ctx, q, now)
+		if err := s.store.RescheduleNotice(ctx, q.Event.ID, next); err != nil {
+			errs = append(errs, fmt.Errorf("mfa: reschedule notice of event %d: %w", q.Event.ID, err))
+		}
+	}
+	return len(queued), errors.Join(errs...)
+}
+
+// deliverNotice hands q to the Notifier and returns when it is due again:
+// never (zero) once delivered or given up, later after a failure, each
+// retry waiting twice as long as the one before.
+func (s *Service) deliverNotice(ctx context.Context, q QueuedNotice, now time.Time) time.Time {
+	sendCtx, cancel := context.WithTimeout(ctx, noticeSendTimeout)
+	err := s.notifier.Notify(sendCtx, s.notice(q))
+	cancel()
+	attrs := []any{"event_id", q.Event.ID, "user_id", q.Event.UserID, "event", string(q.Event.Type), "attempt", q.Attempts}
+	if err == nil {
+		s.log.InfoContext(ctx, "notice delivered", attrs...)
+		return time.Time{}
+	}
+	attrs = append(attrs, "err", err)
+	if errors.Is(err, ErrNoticeRefused) || q.Attempts >= noticeMaxAttempts || now.Sub(q.Event.At) >= noticeMaxAge {
+		s.log.ErrorContext(ctx, "notice given up", attrs...)
+		return time.Time{}
+	}
+	retry := noticeFirstRetry
+	for i := 1; i < q.Attempts && retry < noticeMaxRetry; i++ {
+		retry *= 2
+	}
+	retry = min(retry, noticeMaxRetry)
+	s.log.WarnContext(ctx, "notice not delivered, will retry", append(attrs, "retry_in", retry.String())...)
+	return now.Add(retry)
+}
+
+// notice words the notice of q's event.
+func (s *Service) notice(q QueuedNotice) Notice {
+	e := q.Event
+	ip := e.IP
+	if ip == "" {
+		ip = "not known (a command on the server)"
+	}
+	body := fmt.Sprintf(`The security of your %s account %s has changed:
+
+    %s
+    When: %s
+    From IP address: %s
+
+If you made this change, there is nothing to do.
+
+If you did not, someone else may know your password: sign in, change
+your password and check your two-factor authentication, or ask your
+administrator for help at once.
+
+This message was sent automatically; replies are not read.
+`, s.issuer, q.Email, e.Summary(), e.At.UTC().Format("Mon, 2 Jan 2006 15:04 MST"), ip)
+	return Notice{EventID: e.ID, At: e.At, To: q.Email, Subject: s.issuer + ": " + e.Summary(), Body: body}
+}
