@@ -99,6 +99,12 @@ func newFixture(t *testing.T) *fixture {
 
 func newFixtureWith(t *testing.T, wrap func(mfa.Store) mfa.Store) *fixture {
 	t.Helper()
+	return newFixtureNotifying(t, wrap, nil)
+}
+
+// newFixtureNotifying is newFixtureWith whose Service tells n of changes.
+func newFixtureNotifying(t *testing.T, wrap func(mfa.Store) mfa.Store, n mfa.Notifier) *fixture {
+	t.Helper()
 	keyFile := filepath.Join(t.TempDir(), "keys")
 	kr, err := keyring.LoadOrCreate(keyFile, rand.Reader)
 	if err != nil {
@@ -113,7 +119,7 @@ func newFixtureWith(t *testing.T, wrap func(mfa.Store) mfa.Store) *fixture {
 	}
 	f.svc, err = mfa.NewService(mfa.Config{
 		Store: wrap(f.store), Passwords: f.hasher, Policy: password.Policy{}, Cipher: kr,
-		CodeKey: bytes.Repeat([]byte{7}, 32), Now: f.clock.Now,
+		CodeKey: bytes.Repeat([]byte{7}, 32), Now: f.clock.Now, Notifier: n,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -133,8 +139,14 @@ func (f *fixture) user(t *testing.T, email string) *mfa.User {
 // enable turns 2FA on for u and returns the TOTP secret and backup codes.
 func (f *fixture) enable(t *testing.T, u *mfa.User) ([]byte, []string) {
 	t.Helper()
+	return f.enableWith(t, u, testPassword)
+}
+
+// enableWith is enable for a user whose password is password.
+func (f *fixture) enableWith(t *testing.T, u *mfa.User, password string) ([]byte, []string) {
+	t.Helper()
 	ctx := context.Background()
-	enr, err := f.svc.BeginTOTP(ctx, u, testPassword, client)
+	enr, err := f.svc.BeginTOTP(ctx, u, password, client)
 	if err != nil {
 		t.Fatalf("BeginTOTP: %v", err)
 	}

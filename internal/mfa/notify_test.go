@@ -1,0 +1,266 @@
+package mfa_test
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twofold/twofold/internal/mfa"
+	"github.com/twofold/twofold/otp"
+)
+
+// fakeNotifier keeps the notices handed to it; fail, when set, decides
+// whether an attempt fails and with which error.
+type fakeNotifier struct {
+	mu        sync.Mutex
+	delivered []mfa.Notice
+	attempts  int
+	fail      func(attempt int) error
+	arrived   chan struct{} // a value per delivery, when not nil
+}
+
+func (n *fakeNotifier) Notify(ctx context.Context, notice mfa.Notice) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.attempts++
+	if n.fail != nil {
+		if err := n.fail(n.attempts); err != nil {
+			return err
+		}
+	}
+	n.delivered = append(n.delivered, notice)
+	if n.arrived != nil {
+		n.arrived <- struct{}{}
+	}
+	return nil
+}
+
+func (n *fakeNotifier) counts() (attempts, delivered int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.attempts, len(n.delivered)
+}
+
+// deliver runs one pass of delivery and returns how many notices it claimed.
+func deliver(t *testing.T, f *fixture) int {
+	t.Helper()
+	n, err := f.svc.DeliverDueNotices(t.Context())
+	if err != nil {
+		t.Fatalf("DeliverDueNotices: %v", err)
+	}
+	return n
+}
+
+// TestNoticesOfChanges makes every change to an account's protection, with
+// sign-ins between: each change, and only a change or the use of a backup
+// code, is told to the account's address, in words that hold no secret.
+func TestNoticesOfChanges(t *testing.T) {
+	n := &fakeNotifier{}
+	f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return s }, n)
+	ctx := t.Context()
+	u := f.user(t, "ann@example.com")
+	f.user(t, "bob@example.com") // told nothing: nothing of his changes
+	secret, codes := f.enable(t, u)
+	f.pastSpentSteps(secret)
+
+	_, _ = f.svc.Login(ctx, u.Email, "wrong password!!", client)
+	res := f.login(t, u.Email)
+	if _, err := f.svc.VerifySecondFactor(ctx, res.Token, mfa.MethodTOTP, f.code(t, secret, 0), client); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodBackupCode, codes[0], client); err != nil {
+		t.Fatal(err)
+	}
+	newCodes, err := f.svc.RegenerateBackupCodes(ctx, u, testPassword, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const newPassword = "a new password of mine"
+	if _, err := f.svc.ChangePassword(ctx, u, testPassword, newPassword, client); err != nil {
+		t.Fatal(err)
+	}
+	if u, err = f.store.UserByID(ctx, u.ID); err != nil { // with the new hash
+		t.Fatal(err)
+	}
+	if err := f.svc.DisableTwoFactor(ctx, u, newPassword, client); err != nil {
+		t.Fatal(err)
+	}
+	f.enableWith(t, u, newPassword)
+	if err := f.svc.ResetTwoFactor(ctx, u.Email, mfa.Client{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.SetPassword(ctx, u.Email, testPassword, mfa.Client{}); err != nil {
+		t.Fatal(err)
+	}
+
+	for deliver(t, f) > 0 {
+	}
+	want := []mfa.EventType{mfa.EventTwoFactorEnabled, mfa.EventBackupCodeUsed, mfa.EventBackupCodesRegenerated,
+		mfa.EventPasswordChanged, mfa.EventTwoFactorDisabled, mfa.EventTwoFactorEnabled, mfa.EventTwoFactorReset,
+		mfa.EventPasswordReset}
+	events, err := f.store.Events(ctx, u.ID, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[int64]mfa.Event{}
+	for _, e := range events {
+		byID[e.ID] = e
+	}
+	var got []mfa.EventType
+	secrets := append([]string{testPassword, newPassword, string(secret), otp.EncodeSecret(secret)}, codes...)
+	secrets = append(secrets, newCodes...)
+	for _, notice := range n.delivered {
+		e, ok := byID[notice.EventID]
+		if !ok {
+			t.Errorf("notice of event %d, not one of %s's", notice.EventID, u.Email)
+			continue
+		}
+		got = append(got, e.Type)
+		if notice.To != u.Email || !notice.At.Equal(e.At) || notice.Subject != "twofold: "+e.Summary() {
+			t.Errorf("notice of %s: to %q at %v, subject %q; want to %q at %v, subject %q",
+				e.Type, notice.To, notice.At, notice.Subject, u.Email, e.At, "twofold: "+e.Summary())
+		}
+		when := e.At.Format("Mon, 2 Jan 2006 15:04 MST")
+		if !strings.Contains(notice.Body, e.Summary()) || !strings.Contains(notice.Body, when) || !strings.Contains(notice.Body, u.Email) {
+			t.Errorf("notice of %s: body %q lacks what happened (%q), when (%q) or the account", e.Type, notice.Body, e.Summary(), when)
+		}
+		if wantIP := cmp.Or(e.IP, "not known"); !strings.Contains(notice.Body, wantIP) {
+			t.Errorf("notice of %s: body %q lacks the IP address %q", e.Type, notice.Body, wantIP)
+		}
+		for _, s := range secrets {
+			if strings.Contains(notice.Body, s) || strings.Contains(notice.Subject, s) {
+				t.Errorf("notice of %s holds a secret %q", e.Type, s)
+			}
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("notices: got %v, want %v", got, want)
+	}
+	if q, err := f.store.ClaimNotices(ctx, f.clock.Now().Add(100*time.Hour), f.clock.Now().Add(101*time.Hour), 100); err != nil || len(q) != 0 {
+		t.Errorf("notices left queued after delivery: %d, %v", len(q), err)
+	}
+}
+
+// TestNoticeRetried: a notice that could not be handed on is tried again
+// after a minute, then after twice as long each time, until it goes.
+func TestNoticeRetried(t *testing.T) {
+	n := &fakeNotifier{fail: func(attempt int) error {
+		if attempt <= 3 {
+			return errors.New("451 try again later")
+		}
+		return nil
+	}}
+	f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return s }, n)
+	f.enable(t, f.user(t, "ann@example.com"))
+
+	wantAttempts := 0
+	for i, wait := range []time.Duration{0, time.Minute, 2 * time.Minute, 4 * time.Minute} {
+		if i > 0 {
+			f.clock.Advance(wait - time.Second)
+			if got := deliver(t, f); got != 0 {
+				t.Fatalf("attempt %d: claimed %d notices a second before the retry is due, want 0", i+1, got)
+			}
+			f.clock.Advance(time.Second)
+		}
+		if got := deliver(t, f); got != 1 {
+			t.Fatalf("attempt %d: claimed %d notices, want 1", i+1, got)
+		}
+		wantAttempts++
+		if attempts, _ := n.counts(); attempts != wantAttempts {
+			t.Fatalf("attempts: got %d, want %d", attempts, wantAttempts)
+		}
+	}
+	if _, delivered := n.counts(); delivered != 1 {
+		t.Fatalf("delivered: got %d, want 1 at the fourth attempt", delivered)
+	}
+	f.clock.Advance(24 * time.Hour)
+	if got := deliver(t, f); got != 0 {
+		t.Errorf("claimed %d notices after delivery, want none", got)
+	}
+}
+
+// TestNoticeGivenUp: a notice the mail server refuses for good is not
+// tried again; one that keeps failing is given up after ten attempts, or
+// a day after its event.
+func TestNoticeGivenUp(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		fail         error
+		wait         time.Duration // between attempts
+		wantAttempts int
+	}{
+		{"refused", fmt.Errorf("550 no such mailbox: %w", mfa.ErrNoticeRefused), time.Hour, 1},
+		{"failing", errors.New("connection refused"), time.Hour, 10},
+		{"late", errors.New("connection refused"), 13 * time.Hour, 3}, // the third comes 26 hours after the event
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := &fakeNotifier{fail: func(int) error { return c.fail }}
+			f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return s }, n)
+			f.enable(t, f.user(t, "ann@example.com"))
+			for range 20 {
+				deliver(t, f)
+				f.clock.Advance(c.wait)
+			}
+			if attempts, _ := n.counts(); attempts != c.wantAttempts {
+				t.Errorf("attempts: got %d, want %d", attempts, c.wantAttempts)
+			}
+		})
+	}
+}
+
+// TestNoNotifierQueuesNothing: without a Notifier, changes queue no notice
+// that a Notifier configured later would send days late.
+func TestNoNotifierQueuesNothing(t *testing.T) {
+	f := newFixture(t)
+	f.enable(t, f.user(t, "ann@example.com"))
+	if f.svc.Notifying() {
+		t.Error("Notifying: got true without a Notifier")
+	}
+	if q, err := f.store.ClaimNotices(t.Context(), f.clock.Now().Add(time.Hour), f.clock.Now().Add(2*time.Hour), 10); err != nil || len(q) != 0 {
+		t.Errorf("queued notices: got %d, %v, want none", len(q), err)
+	}
+	if err := f.svc.DeliverNotices(t.Context()); err == nil {
+		t.Error("DeliverNotices without a Notifier: got nil, want an error")
+	}
+}
+
+// TestDeliverNoticesWakesOnChange: the delivery loop sends a change's
+// notice when the change is made, not at its next look at the queue,
+// seconds away; and it stops with its context.
+func TestDeliverNoticesWakesOnChange(t *testing.T) {
+	n := &fakeNotifier{arrived: make(chan struct{}, 10)}
+	claims := &claimCounter{first: make(chan struct{})}
+	f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { claims.Store = s; return claims }, n)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- f.svc.DeliverNotices(ctx) }()
+	<-claims.first // the loop has looked at the empty queue: its next look is a poll away
+	f.enable(t, f.user(t, "ann@example.com"))
+	select {
+	case <-n.arrived:
+	case <-time.After(5 * time.Second): // half the poll
+		t.Fatal("no notice within 5 s of the change")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("DeliverNotices after cancel: %v", err)
+	}
+}
+
+// claimCounter closes first after the first ClaimNotices returns.
+type claimCounter struct {
+	mfa.Store
+	once  sync.Once
+	first chan struct{}
+}
+
+func (c *claimCounter) ClaimNotices(ctx context.Context, now, until time.Time, limit int) ([]mfa.QueuedNotice, error) {
+	defer c.once.Do(func() { close(c.first) })
+	return c.Store.ClaimNotices(ctx, now, until, limit)
+}
