@@ -66,22 +66,21 @@ func notifies(t EventType) bool {
 	return false
 }
 
-// Notifying reports whether the Service tells users of changes to their
-// accounts, that is, whether it has a Notifier.
+// Notifying reports whether the Service has a Notifier to send notices
+// with.
 func (s *Service) Notifying() bool { return s.notifier != nil }
 
 // DeliverNotices delivers the queued notices, as they come due, until ctx
 // is done. Every instance may run it: each notice is claimed by one.
-func (s *Service) DeliverNotices(ctx context.Context) error {
-	if s.notifier == nil {
-		return errors.New("mfa: deliver notices: no Notifier")
-	}
+// Without a Notifier, it drops the notices a day overdue, which no
+// instance with one has sent: an installation without mail keeps no queue.
+func (s *Service) DeliverNotices(ctx context.Context) {
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-poll.C:
 		case <-s.noticeQueued:
 		}
@@ -98,16 +97,27 @@ func (s *Service) DeliverNotices(ctx context.Context) error {
 }
 
 // DeliverDueNotices claims the notices due now, at most one batch, tries
-// to deliver each, and returns how many it claimed.
+// to deliver each, and returns how many it claimed. Without a Notifier, it
+// claims only the notices due a day ago and drops them.
 func (s *Service) DeliverDueNotices(ctx context.Context) (int, error) {
 	now := s.clock()
-	queued, err := s.store.ClaimNotices(ctx, now, now.Add(noticeLease), noticeBatch)
+	dueBy := now
+	if s.notifier == nil {
+		dueBy = now.Add(-noticeMaxAge)
+	}
+	queued, err := s.store.ClaimNotices(ctx, dueBy, now.Add(noticeLease), noticeBatch)
 	if err != nil {
 		return 0, fmt.Errorf("mfa: claim notices: %w", err)
 	}
 	var errs []error
 	for _, q := range queued {
-		next := s.deliverNotice(ctx, q, now)
+		var next time.Time // off the queue
+		if s.notifier != nil {
+			next = s.deliverNotice(ctx, q, now)
+		} else {
+			s.log.WarnContext(ctx, "notice dropped: no mail server to send it with",
+				"event_id", q.Event.ID, "user_id", q.Event.UserID, "event", string(q.Event.Type))
+		}
 		if err := s.store.RescheduleNotice(ctx, q.Event.ID, next); err != nil {
 			errs = append(errs, fmt.Errorf("mfa: reschedule notice of event %d: %w", q.Event.ID, err))
 		}

@@ -1,6 +1,7 @@
 package mfa_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -214,21 +215,50 @@ func TestNoticeGivenUp(t *testing.T) {
 	}
 }
 
-// TestNoNotifierQueuesNothing: without a Notifier, changes queue no notice
-// that a Notifier configured later would send days late.
-func TestNoNotifierQueuesNothing(t *testing.T) {
-	f := newFixture(t)
-	f.enable(t, f.user(t, "ann@example.com"))
-	if f.svc.Notifying() {
+// TestNoticeOfAChangeElsewhere: a change made where there is no Notifier
+// (a command run by support) is told by a Service that has one, over the
+// same store; a Service without one drops only notices a day overdue.
+func TestNoticeOfAChangeElsewhere(t *testing.T) {
+	command := newFixture(t)
+	if command.svc.Notifying() {
 		t.Error("Notifying: got true without a Notifier")
 	}
-	if q, err := f.store.ClaimNotices(t.Context(), f.clock.Now().Add(time.Hour), f.clock.Now().Add(2*time.Hour), 10); err != nil || len(q) != 0 {
-		t.Errorf("queued notices: got %d, %v, want none", len(q), err)
+	u := command.user(t, "ann@example.com")
+	command.enable(t, u)
+	if err := command.svc.ResetTwoFactor(t.Context(), u.Email, mfa.Client{}); err != nil {
+		t.Fatal(err)
 	}
-	if err := f.svc.DeliverNotices(t.Context()); err == nil {
-		t.Error("DeliverNotices without a Notifier: got nil, want an error")
+	command.clock.Advance(noticeMaxAge - time.Second)
+	if got := deliver(t, command); got != 0 {
+		t.Fatalf("without a Notifier: claimed %d notices before they are a day overdue, want 0", got)
+	}
+
+	n := &fakeNotifier{}
+	server, err := mfa.NewService(mfa.Config{Store: command.store, Passwords: command.hasher, Cipher: command.keys,
+		CodeKey: bytes.Repeat([]byte{7}, 32), Now: command.clock.Now, Notifier: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := server.DeliverDueNotices(t.Context()); got != 2 || err != nil {
+		t.Fatalf("with a Notifier: claimed %d, %v, want the 2 notices", got, err)
+	}
+	if len(n.delivered) != 2 || !strings.Contains(n.delivered[1].Subject, "reset by an administrator") {
+		t.Errorf("delivered %+v, want the notices of the enable and of the reset", n.delivered)
+	}
+
+	// Another change, a day overdue: dropped by the Service without a Notifier.
+	command.enable(t, u)
+	command.clock.Advance(noticeMaxAge)
+	if got := deliver(t, command); got != 1 {
+		t.Fatalf("without a Notifier: claimed %d notices a day overdue, want 1 (dropped)", got)
+	}
+	if got, err := server.DeliverDueNotices(t.Context()); got != 0 || err != nil {
+		t.Errorf("after the drop: a Service with a Notifier claimed %d, %v, want 0", got, err)
 	}
 }
+
+// noticeMaxAge is how long a notice may wait (mfa.noticeMaxAge).
+const noticeMaxAge = 24 * time.Hour
 
 // TestDeliverNoticesWakesOnChange: the delivery loop sends a change's
 // notice when the change is made, not at its next look at the queue,
@@ -238,8 +268,8 @@ func TestDeliverNoticesWakesOnChange(t *testing.T) {
 	claims := &claimCounter{first: make(chan struct{})}
 	f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { claims.Store = s; return claims }, n)
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- f.svc.DeliverNotices(ctx) }()
+	done := make(chan struct{})
+	go func() { f.svc.DeliverNotices(ctx); close(done) }()
 	<-claims.first // the loop has looked at the empty queue: its next look is a poll away
 	f.enable(t, f.user(t, "ann@example.com"))
 	select {
@@ -248,9 +278,7 @@ func TestDeliverNoticesWakesOnChange(t *testing.T) {
 		t.Fatal("no notice within 5 s of the change")
 	}
 	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("DeliverNotices after cancel: %v", err)
-	}
+	<-done // DeliverNotices returns
 }
 
 // claimCounter closes first after the first ClaimNotices returns.

@@ -54,8 +54,10 @@ type Config struct {
 	// throttle keys. At least 32 random bytes, kept outside the database.
 	CodeKey []byte
 	Issuer  string // shown in authenticator apps; default "twofold"
-	// Notifier tells users of changes to the security of their accounts;
-	// nil tells no one. DeliverNotices must run for notices to go out.
+	// Notifier tells users of changes to the security of their accounts.
+	// Notices are queued whether or not a Service has one, so that a
+	// change made where there is none (a command) is told by a server that
+	// has one; DeliverNotices sends them.
 	Notifier Notifier
 
 	Now    func() time.Time // default time.Now
@@ -216,7 +218,7 @@ func (s *Service) hashError(op string, err error) error {
 // returned, because the user's action itself has succeeded or failed already.
 func (s *Service) record(ctx context.Context, userID int64, t EventType, c Client, detail string) {
 	e := &Event{UserID: userID, Type: t, At: s.clock(), IP: c.IP, Detail: detail,
-		Notify: s.notifier != nil && notifies(t)}
+		Notify: notifies(t)}
 	if err := s.store.AddEvent(ctx, e); err != nil {
 		s.log.ErrorContext(ctx, "record event", "user_id", userID, "event", string(t), "err", err)
 		return
