@@ -194,6 +194,7 @@ func openAppOn(db database, hadData bool, loc databaseLocation, cfg Config, log 
 		Logger:          log,
 		SessionIdle:     cfg.SessionIdle,
 		SessionAbsolute: cfg.SessionMax,
+		Notifier:        cfg.notifier,
 	})
 	if err != nil {
 		return nil, err

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/twofold/twofold/internal/mfa"
 )
 
 // errUsage means the usage was printed already; main prints nothing more.
@@ -26,10 +28,14 @@ type Config struct {
 	SessionIdle   time.Duration
 	SessionMax    time.Duration
 	LogLevel      string
+	SMTPURL       string
+	MailFrom      string
 
 	// requireData refuses a database without data instead of creating one:
 	// for commands that change an installation's keys.
 	requireData bool
+	// notifier, when set, emails users of changes to their accounts.
+	notifier mfa.Notifier
 }
 
 // flagSet is a FlagSet whose flags each have an environment twin, named in

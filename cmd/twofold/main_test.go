@@ -114,6 +114,29 @@ func (c *apiClient) do(method, path string, body any) (int, map[string]any) {
 
 const pw = "a long passphrase of mine"
 
+// enableTOTP turns 2FA on for the signed-in user whose password is pw, and
+// returns the TOTP secret and the backup codes.
+func (c *apiClient) enableTOTP() (secret []byte, backupCodes []string) {
+	c.t.Helper()
+	code, body := c.do("POST", "/api/v1/me/totp", map[string]string{"password": pw})
+	if code != 200 {
+		c.t.Fatalf("begin totp: %d %v", code, body)
+	}
+	secret, err := otp.DecodeSecret(body["secret"].(string))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	totp, _ := otp.TOTP(secret, time.Now(), otp.Params{})
+	code, body = c.do("POST", "/api/v1/me/totp/confirm", map[string]string{"code": totp})
+	if code != 200 {
+		c.t.Fatalf("confirm: %d %v", code, body)
+	}
+	for _, bc := range body["backup_codes"].([]any) {
+		backupCodes = append(backupCodes, bc.(string))
+	}
+	return secret, backupCodes
+}
+
 func TestServeUserAddAndSignIn(t *testing.T) {
 	data := t.TempDir()
 	base, out := startServer(t, data)
@@ -135,24 +158,7 @@ func TestServeUserAddAndSignIn(t *testing.T) {
 	if code, _ := c.do("POST", "/api/v1/login", map[string]string{"email": "ann@example.com", "password": pw}); code != 200 {
 		t.Fatalf("login: status %d", code)
 	}
-	code, body := c.do("POST", "/api/v1/me/totp", map[string]string{"password": pw})
-	if code != 200 {
-		t.Fatalf("begin totp: %d %v", code, body)
-	}
-	secret, err := otp.DecodeSecret(body["secret"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	totp, _ := otp.TOTP(secret, now, otp.Params{})
-	code, body = c.do("POST", "/api/v1/me/totp/confirm", map[string]string{"code": totp})
-	if code != 200 {
-		t.Fatalf("confirm: %d %v", code, body)
-	}
-	var backupCodes []string
-	for _, c := range body["backup_codes"].([]any) {
-		backupCodes = append(backupCodes, c.(string))
-	}
+	secret, backupCodes := c.enableTOTP()
 
 	// Secrets at rest: the database holds no TOTP secret, backup code or
 	// session token in clear, in any form a reader could use.
@@ -450,7 +456,8 @@ func TestKeyCommandsNeedData(t *testing.T) {
 }
 
 func TestHelpHidesPasswords(t *testing.T) {
-	env := map[string]string{"TWOFOLD_DATABASE": "postgres://twofold:s3cret@db.example/twofold"}
+	env := map[string]string{"TWOFOLD_DATABASE": "postgres://twofold:s3cret@db.example/twofold",
+		"TWOFOLD_SMTP_URL": "smtp://mailer:s3cret@mail.example:587"}
 	for _, args := range [][]string{{"serve", "--help"}, {"migrate", "--help"}, {"serve", "--no-such-flag"}} {
 		var out bytes.Buffer
 		run(context.Background(), append([]string{"twofold"}, args...), func(k string) string { return env[k] }, nil, &out, &out)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/twofold/twofold/internal/server"
+	"github.com/twofold/twofold/internal/smtp"
 )
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -28,7 +29,13 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs.durationVar(&cfg.SessionIdle, "session-idle", 30*time.Minute, "a session ends after this long without use")
 	fs.durationVar(&cfg.SessionMax, "session-max", 12*time.Hour, "a session ends this long after sign-in, whatever its use")
 	fs.stringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.stringVar(&cfg.SMTPURL, "smtp-url", "", "smtp://USER:PASSWORD@HOST:587 (STARTTLS) or smtps://...:465: the mail server through which users are told of changes to their account's security")
+	fs.stringVar(&cfg.MailFrom, "mail-from", "", `From address of those emails, such as "Example <no-reply@example.com>"`)
 	if err := fs.parse(args); err != nil {
+		return err
+	}
+	mailer, err := newMailer(cfg)
+	if err != nil {
 		return err
 	}
 	var level slog.Level
@@ -36,6 +43,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", cfg.LogLevel)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if mailer != nil {
+		cfg.notifier = mailer
+	}
 
 	a, err := openApp(ctx, cfg, log)
 	if err != nil {
@@ -81,7 +91,14 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintf(stdout, "No account exists yet. Create the first one here (the link works once):\n  %s/setup?token=%s\n", base, setup)
 	}
 
+	if mailer != nil {
+		fmt.Fprintf(stdout, "Users are emailed when their account's security changes, through %s\n", mailer)
+	} else {
+		fmt.Fprintln(stdout, "No --smtp-url: users are not emailed when their account's security changes")
+	}
+
 	go sweep(ctx, a, log)
+	go a.service.DeliverNotices(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -129,4 +146,22 @@ func sweep(ctx context.Context, a *app, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// newMailer checks the mail settings of cfg: none, or both a server and a
+// From address.
+func newMailer(cfg Config) (*smtp.Mailer, error) {
+	switch {
+	case cfg.SMTPURL == "" && cfg.MailFrom == "":
+		return nil, nil
+	case cfg.SMTPURL == "":
+		return nil, errors.New("--mail-from needs --smtp-url (TWOFOLD_SMTP_URL), the mail server to send through")
+	case cfg.MailFrom == "":
+		return nil, errors.New("--smtp-url needs --mail-from (TWOFOLD_MAIL_FROM), the From address of the emails")
+	}
+	m, err := smtp.New(smtp.Config{URL: cfg.SMTPURL, From: cfg.MailFrom})
+	if err != nil {
+		return nil, fmt.Errorf("--smtp-url, --mail-from: %w", err)
+	}
+	return m, nil
 }
