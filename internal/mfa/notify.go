@@ -66,6 +66,39 @@ func notifies(t EventType) bool {
 	return false
 }
 
+// noticeCap is how many changes to one account within noticeCapWindow are
+// told; the changes beyond are recorded, not emailed. Sign-up checks no
+// address, so without a cap anyone could have the server mail someone
+// else's address in a loop. Whoever makes that many changes to an account
+// has set off that many notices already.
+const (
+	noticeCap       = 10
+	noticeCapWindow = time.Hour
+)
+
+// noticeAllowed reports whether a notice of e keeps its user within
+// noticeCap, counting the changes recorded before it.
+func (s *Service) noticeAllowed(ctx context.Context, e *Event) bool {
+	// Sign-ins and failures come between changes: read past them.
+	recent, err := s.store.Events(ctx, e.UserID, 5*noticeCap)
+	if err != nil {
+		s.log.ErrorContext(ctx, "read events to cap notices", "user_id", e.UserID, "err", err)
+		return true // a notice too many rather than one too few
+	}
+	n := 0
+	for _, r := range recent {
+		if notifies(r.Type) && e.At.Sub(r.At) < noticeCapWindow {
+			n++
+		}
+	}
+	if n >= noticeCap {
+		s.log.WarnContext(ctx, "notice not queued: too many changes to the account within the hour",
+			"user_id", e.UserID, "event", string(e.Type), "changes", n)
+		return false
+	}
+	return true
+}
+
 // Notifying reports whether the Service has a Notifier to send notices
 // with.
 func (s *Service) Notifying() bool { return s.notifier != nil }

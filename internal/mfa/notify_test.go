@@ -292,3 +292,49 @@ func (c *claimCounter) ClaimNotices(ctx context.Context, now, until time.Time, l
 	defer c.once.Do(func() { close(c.first) })
 	return c.Store.ClaimNotices(ctx, now, until, limit)
 }
+
+// TestNoticesCapped: changes beyond ten in an hour are recorded but not
+// emailed, so that the server cannot be made to flood an address; an hour
+// on, the account's changes are told again.
+func TestNoticesCapped(t *testing.T) {
+	n := &fakeNotifier{}
+	f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return s }, n)
+	ctx := t.Context()
+	u := f.user(t, "ann@example.com")
+	f.enable(t, u) // the first change
+	for range 14 {
+		f.clock.Advance(time.Minute)
+		f.login(t, u.Email) // sign-ins between the changes do not hide them from the count
+		if _, err := f.svc.RegenerateBackupCodes(ctx, u, testPassword, client); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deliver(t, f) > 0 {
+	}
+	if _, delivered := n.counts(); delivered != 10 {
+		t.Errorf("15 changes in 15 minutes: %d notices, want 10", delivered)
+	}
+	events, err := f.store.Events(ctx, u.ID, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regenerated := 0
+	for _, e := range events {
+		if e.Type == mfa.EventBackupCodesRegenerated {
+			regenerated++
+		}
+	}
+	if regenerated != 14 {
+		t.Errorf("events: %d of new backup codes, want all 14 recorded", regenerated)
+	}
+
+	f.clock.Advance(time.Hour)
+	if _, err := f.svc.RegenerateBackupCodes(ctx, u, testPassword, client); err != nil {
+		t.Fatal(err)
+	}
+	for deliver(t, f) > 0 {
+	}
+	if _, delivered := n.counts(); delivered != 11 {
+		t.Errorf("a change an hour later: %d notices in all, want 11", delivered)
+	}
+}

@@ -217,8 +217,8 @@ func (s *Service) hashError(op string, err error) error {
 // record stores a security event; a failure to record is logged, not
 // returned, because the user's action itself has succeeded or failed already.
 func (s *Service) record(ctx context.Context, userID int64, t EventType, c Client, detail string) {
-	e := &Event{UserID: userID, Type: t, At: s.clock(), IP: c.IP, Detail: detail,
-		Notify: notifies(t)}
+	e := &Event{UserID: userID, Type: t, At: s.clock(), IP: c.IP, Detail: detail}
+	e.Notify = notifies(t) && s.noticeAllowed(ctx, e)
 	if err := s.store.AddEvent(ctx, e); err != nil {
 		s.log.ErrorContext(ctx, "record event", "user_id", userID, "event", string(t), "err", err)
 		return
