@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -36,12 +37,16 @@ var ErrNoticeRefused = errors.New("notice refused")
 // it is then delivered at least once, by whichever instance claims it
 // first, or given up with an error in the log.
 const (
-	noticeBatch = 16
-	// noticeLease is how long a claimed notice stays with its claimer: more
-	// than a delivery may take (noticeSendTimeout), so no other instance
-	// sends it meanwhile.
-	noticeLease       = 2 * time.Minute
+	// noticeLease is how long claimed notices stay with their claimer:
+	// more than the deliveries of a batch may take, one after another, so
+	// that no other instance sends them meanwhile.
+	noticeBatch       = 4
 	noticeSendTimeout = 30 * time.Second
+	noticeLease       = noticeBatch*noticeSendTimeout + time.Minute
+	// noticeSaveTimeout bounds the write that records a delivery, which
+	// goes on when the loop is stopped: a notice sent but not recorded
+	// would be sent again.
+	noticeSaveTimeout = 5 * time.Second
 	// A notice still undelivered after noticeMaxAttempts tries, or
 	// noticeMaxAge after its event, is given up, and the log says so: a
 	// notice days late would alarm more than it informs.
@@ -54,17 +59,12 @@ const (
 	noticePoll = 10 * time.Second
 )
 
-// notifies reports whether the user is told of events of type t: the
-// changes to how the account is protected, and the use of a backup code.
-func notifies(t EventType) bool {
-	switch t {
-	case EventTwoFactorEnabled, EventTwoFactorDisabled, EventTwoFactorReset,
-		EventBackupCodesRegenerated, EventBackupCodeUsed,
-		EventPasswordChanged, EventPasswordReset:
-		return true
-	}
-	return false
-}
+// noticeTypes are the events the user is told of: the changes to how the
+// account is protected, and the use of a backup code.
+var noticeTypes = []EventType{EventTwoFactorEnabled, EventTwoFactorDisabled, EventTwoFactorReset,
+	EventBackupCodesRegenerated, EventBackupCodeUsed, EventPasswordChanged, EventPasswordReset}
+
+func notifies(t EventType) bool { return slices.Contains(noticeTypes, t) }
 
 // noticeCap is how many changes to one account within noticeCapWindow are
 // told; the changes beyond are recorded, not emailed. Sign-up checks no
@@ -77,19 +77,13 @@ const (
 )
 
 // noticeAllowed reports whether a notice of e keeps its user within
-// noticeCap, counting the changes recorded before it.
+// noticeCap, counting the changes recorded before it. Concurrent changes
+// may each see the count below the cap: a few more go out, not thousands.
 func (s *Service) noticeAllowed(ctx context.Context, e *Event) bool {
-	// Sign-ins and failures come between changes: read past them.
-	recent, err := s.store.Events(ctx, e.UserID, 5*noticeCap)
+	n, err := s.store.CountEvents(ctx, e.UserID, noticeTypes, e.At.Add(-noticeCapWindow))
 	if err != nil {
-		s.log.ErrorContext(ctx, "read events to cap notices", "user_id", e.UserID, "err", err)
+		s.log.ErrorContext(ctx, "count changes to cap notices", "user_id", e.UserID, "err", err)
 		return true // a notice too many rather than one too few
-	}
-	n := 0
-	for _, r := range recent {
-		if notifies(r.Type) && e.At.Sub(r.At) < noticeCapWindow {
-			n++
-		}
 	}
 	if n >= noticeCap {
 		s.log.WarnContext(ctx, "notice not queued: too many changes to the account within the hour",
@@ -118,7 +112,7 @@ func (s *Service) DeliverNotices(ctx context.Context) {
 		case <-s.noticeQueued:
 		}
 		n, err := s.DeliverDueNotices(ctx)
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			s.log.ErrorContext(ctx, "deliver notices", "err", err)
 		}
 		wait := noticePoll
@@ -131,7 +125,9 @@ func (s *Service) DeliverNotices(ctx context.Context) {
 
 // DeliverDueNotices claims the notices due now, at most one batch, tries
 // to deliver each, and returns how many it claimed. Without a Notifier, it
-// claims only the notices due a day ago and drops them.
+// claims only the notices due a day ago and drops them. Once ctx is done,
+// it sends no more; the notices of the batch not tried stay claimed until
+// their lease ends, then go to whichever instance claims them.
 func (s *Service) DeliverDueNotices(ctx context.Context) (int, error) {
 	now := s.clock()
 	dueBy := now
@@ -140,20 +136,29 @@ func (s *Service) DeliverDueNotices(ctx context.Context) (int, error) {
 	}
 	queued, err := s.store.ClaimNotices(ctx, dueBy, now.Add(noticeLease), noticeBatch)
 	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil // stopped
+		}
 		return 0, fmt.Errorf("mfa: claim notices: %w", err)
 	}
 	var errs []error
 	for _, q := range queued {
+		if ctx.Err() != nil {
+			break
+		}
 		var next time.Time // off the queue
 		if s.notifier != nil {
-			next = s.deliverNotice(ctx, q, now)
+			next = s.deliverNotice(ctx, q)
 		} else {
 			s.log.WarnContext(ctx, "notice dropped: no mail server to send it with",
 				"event_id", q.Event.ID, "user_id", q.Event.UserID, "event", string(q.Event.Type))
 		}
-		if err := s.store.RescheduleNotice(ctx, q.Event.ID, next); err != nil {
+		// Recorded even when ctx ended during the delivery.
+		saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), noticeSaveTimeout)
+		if err := s.store.RescheduleNotice(saveCtx, q.Event.ID, next); err != nil {
 			errs = append(errs, fmt.Errorf("mfa: reschedule notice of event %d: %w", q.Event.ID, err))
 		}
+		cancel()
 	}
 	return len(queued), errors.Join(errs...)
 }
@@ -161,16 +166,25 @@ func (s *Service) DeliverDueNotices(ctx context.Context) (int, error) {
 // deliverNotice hands q to the Notifier and returns when it is due again:
 // never (zero) once delivered or given up, later after a failure, each
 // retry waiting twice as long as the one before.
-func (s *Service) deliverNotice(ctx context.Context, q QueuedNotice, now time.Time) time.Time {
+func (s *Service) deliverNotice(ctx context.Context, q QueuedNotice) time.Time {
+	attrs := []any{"event_id", q.Event.ID, "user_id", q.Event.UserID, "event", string(q.Event.Type), "attempt", q.Attempts}
+	if s.clock().Sub(q.Event.At) >= noticeMaxAge {
+		s.log.ErrorContext(ctx, "notice given up: a day late", attrs...)
+		return time.Time{}
+	}
 	sendCtx, cancel := context.WithTimeout(ctx, noticeSendTimeout)
 	err := s.notifier.Notify(sendCtx, s.notice(q))
 	cancel()
-	attrs := []any{"event_id", q.Event.ID, "user_id", q.Event.UserID, "event", string(q.Event.Type), "attempt", q.Attempts}
 	if err == nil {
 		s.log.InfoContext(ctx, "notice delivered", attrs...)
 		return time.Time{}
 	}
 	attrs = append(attrs, "err", err)
+	if ctx.Err() != nil { // stopped: due again at once, for the next claim, with no back-off
+		s.log.WarnContext(ctx, "notice not delivered: stopping", attrs...)
+		return q.Event.At
+	}
+	now := s.clock()
 	if errors.Is(err, ErrNoticeRefused) || q.Attempts >= noticeMaxAttempts || now.Sub(q.Event.At) >= noticeMaxAge {
 		s.log.ErrorContext(ctx, "notice given up", attrs...)
 		return time.Time{}

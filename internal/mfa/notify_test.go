@@ -23,13 +23,18 @@ type fakeNotifier struct {
 	delivered []mfa.Notice
 	attempts  int
 	fail      func(attempt int) error
-	arrived   chan struct{} // a value per delivery, when not nil
+	arrived   chan struct{}    // a value per delivery, when not nil
+	clock     func() time.Time // when set, the time of each attempt goes to tried
+	tried     []time.Time
 }
 
 func (n *fakeNotifier) Notify(ctx context.Context, notice mfa.Notice) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.attempts++
+	if n.clock != nil {
+		n.tried = append(n.tried, n.clock())
+	}
 	if n.fail != nil {
 		if err := n.fail(n.attempts); err != nil {
 			return err
@@ -186,6 +191,31 @@ func TestNoticeRetried(t *testing.T) {
 	}
 }
 
+// TestNoticeRetrySchedule: retries wait 1, 2, 4, ... minutes, never more
+// than an hour, for ten attempts in all.
+func TestNoticeRetrySchedule(t *testing.T) {
+	n := &fakeNotifier{fail: func(int) error { return errors.New("connection refused") }}
+	f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return s }, n)
+	n.clock = f.clock.Now
+	f.enable(t, f.user(t, "ann@example.com"))
+	start := f.clock.Now()
+	for range 6 * 60 {
+		deliver(t, f)
+		f.clock.Advance(time.Minute)
+	}
+	var got []time.Duration
+	for _, at := range n.tried {
+		got = append(got, at.Sub(start))
+	}
+	var want []time.Duration
+	for _, m := range []int{0, 1, 3, 7, 15, 31, 63, 123, 183, 243} {
+		want = append(want, time.Duration(m)*time.Minute)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("attempts at %v, want at %v", got, want)
+	}
+}
+
 // TestNoticeGivenUp: a notice the mail server refuses for good is not
 // tried again; one that keeps failing is given up after ten attempts, or
 // a day after its event.
@@ -198,7 +228,7 @@ func TestNoticeGivenUp(t *testing.T) {
 	}{
 		{"refused", fmt.Errorf("550 no such mailbox: %w", mfa.ErrNoticeRefused), time.Hour, 1},
 		{"failing", errors.New("connection refused"), time.Hour, 10},
-		{"late", errors.New("connection refused"), 13 * time.Hour, 3}, // the third comes 26 hours after the event
+		{"late", errors.New("connection refused"), 13 * time.Hour, 2}, // the third would be 26 hours after the event
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			n := &fakeNotifier{fail: func(int) error { return c.fail }}
@@ -337,4 +367,65 @@ func TestNoticesCapped(t *testing.T) {
 	if _, delivered := n.counts(); delivered != 11 {
 		t.Errorf("a change an hour later: %d notices in all, want 11", delivered)
 	}
+}
+
+// TestNoticesWhenStopping: stopped during a delivery, the loop records what
+// it sent, so it is not sent again; one it could not send is due again at
+// once; the rest of the batch waits for its lease to end.
+func TestNoticesWhenStopping(t *testing.T) {
+	for _, sent := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sent=%v", sent), func(t *testing.T) {
+			ctx, stop := context.WithCancel(t.Context())
+			n := &fakeNotifier{}
+			n.fail = func(attempt int) error {
+				if attempt > 1 {
+					return nil
+				}
+				stop() // the server stops during the first delivery
+				if sent {
+					return nil
+				}
+				return context.Canceled
+			}
+			f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return ctxStore{s} }, n)
+			for _, email := range []string{"ann@example.com", "bob@example.com", "cy@example.com"} {
+				f.enable(t, f.user(t, email))
+			}
+			if got, err := f.svc.DeliverDueNotices(ctx); got != 3 || err != nil {
+				t.Fatalf("DeliverDueNotices: claimed %d, %v, want the 3 notices", got, err)
+			}
+			if attempts, _ := n.counts(); attempts != 1 {
+				t.Fatalf("attempts after the stop: got %d, want 1", attempts)
+			}
+			wantNow := 0 // due again at once: the one not sent
+			if !sent {
+				wantNow = 1
+			}
+			if got := deliver(t, f); got != wantNow {
+				t.Errorf("claimed at once after the stop: %d, want %d", got, wantNow)
+			}
+			f.clock.Advance(time.Hour) // the lease of the batch is over
+			for deliver(t, f) > 0 {
+			}
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			seen := map[int64]int{}
+			for _, d := range n.delivered {
+				seen[d.EventID]++
+			}
+			if len(seen) != 3 || len(n.delivered) != 3 {
+				t.Errorf("delivered %d notices of %d events, want each of 3 once", len(n.delivered), len(seen))
+			}
+		})
+	}
+}
+
+// ctxStore fails a write on a done context, as a database does.
+type ctxStore struct{ mfa.Store }
+
+func (s ctxStore) RescheduleNotice(ctx context.Context, eventID int64, at time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.Store.RescheduleNotice(ctx, eventID, at)
 }

@@ -128,6 +128,9 @@ type Store interface {
 	AddEvent(ctx context.Context, e *Event) error
 	// Events returns the user's newest events first, at most limit.
 	Events(ctx context.Context, userID int64, limit int) ([]Event, error)
+	// CountEvents counts the user's events of the given types at or after
+	// since.
+	CountEvents(ctx context.Context, userID int64, types []EventType, since time.Time) (int, error)
 
 	// ClaimNotices returns at most limit queued notices due at now, the
 	// earliest due first, and makes each due again at until, counting one

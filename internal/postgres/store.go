@@ -812,6 +812,21 @@ func (db *DB) Events(ctx context.Context, userID int64, limit int) ([]mfa.Event,
 	return evs, nil
 }
 
+// CountEvents counts the user's events of the given types at or after since.
+func (db *DB) CountEvents(ctx context.Context, userID int64, types []mfa.EventType, since time.Time) (int, error) {
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = string(t)
+	}
+	var n int
+	err := db.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE user_id = $1 AND at >= $2 AND type = ANY($3)`,
+		userID, stamp(since), names).Scan(&n)
+	if err != nil {
+		return 0, wrap("count events", err)
+	}
+	return n, nil
+}
+
 // claimNotices locks the notices due at $1, at most $3, skipping those a
 // concurrent claim holds, makes them due at $2, and returns them with their
 // events and users, the earliest due first.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"slices"
 	"time"
@@ -729,6 +730,25 @@ func (db *DB) Events(ctx context.Context, userID int64, limit int) ([]mfa.Event,
 		return nil, wrap("events", err)
 	}
 	return evs, nil
+}
+
+// CountEvents counts the user's events of the given types at or after since.
+func (db *DB) CountEvents(ctx context.Context, userID int64, types []mfa.EventType, since time.Time) (int, error) {
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = string(t)
+	}
+	list, err := json.Marshal(names)
+	if err != nil {
+		return 0, wrap("count events", err)
+	}
+	var n int
+	err = db.r.QueryRowContext(ctx, `SELECT count(*) FROM events
+WHERE user_id = ? AND at >= ? AND type IN (SELECT value FROM json_each(?))`, userID, millis(since), string(list)).Scan(&n)
+	if err != nil {
+		return 0, wrap("count events", err)
+	}
+	return n, nil
 }
 
 // ClaimNotices returns at most limit notices due at now, the earliest due

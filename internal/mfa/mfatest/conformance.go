@@ -1435,6 +1435,28 @@ func testEvents(t *testing.T, s mfa.Store) {
 	if evs, err := s.Events(ctx, other.ID, 100); err != nil || len(evs) != len(types) {
 		t.Errorf("other user's events: got %d, %v, want %d", len(evs), err, len(types))
 	}
+
+	// CountEvents: of the types asked for, at or after since, the user's own.
+	changes := []mfa.EventType{mfa.EventLoginFailed, mfa.EventTwoFactorEnabled, mfa.EventTwoFactorDisabled}
+	for _, c := range []struct {
+		userID int64
+		types  []mfa.EventType
+		since  time.Time
+		want   int
+	}{
+		{u.ID, changes, base, 2},
+		{u.ID, changes, base.Add(time.Minute), 2}, // at since counts
+		{u.ID, changes, base.Add(time.Minute + time.Millisecond), 1},
+		{u.ID, changes, base.Add(5 * time.Minute), 0},
+		{u.ID, nil, base, 0},
+		{u.ID, []mfa.EventType{mfa.EventLoginSucceeded}, base, 1},
+		{other.ID, []mfa.EventType{mfa.EventLoginSucceeded}, base, len(types)},
+		{other.ID, changes, base, 0},
+	} {
+		if got, err := s.CountEvents(ctx, c.userID, c.types, c.since); err != nil || got != c.want {
+			t.Errorf("CountEvents(user %d, %v, since %v): got %d, %v, want %d", c.userID, c.types, c.since, got, err, c.want)
+		}
+	}
 }
 
 // testSignInView checks that the password step's one read finds what

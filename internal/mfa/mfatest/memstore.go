@@ -574,6 +574,20 @@ func (m *MemStore) Events(ctx context.Context, userID int64, limit int) ([]mfa.E
 	return evs, nil
 }
 
+// CountEvents counts the user's events of the given types at or after since.
+func (m *MemStore) CountEvents(ctx context.Context, userID int64, types []mfa.EventType, since time.Time) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	since = storedTime(since)
+	n := 0
+	for _, e := range m.events {
+		if e.UserID == userID && !e.At.Before(since) && slices.Contains(types, e.Type) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // ClaimNotices returns at most limit notices due at now, the earliest due
 // first, and makes each due again at until.
 func (m *MemStore) ClaimNotices(ctx context.Context, now, until time.Time, limit int) ([]mfa.QueuedNotice, error) {
