@@ -70,10 +70,17 @@ func isPostgresURL(s string) bool {
 
 // hidePassword hides the password of a URL, leaving other text as it is.
 func hidePassword(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil {
+	u, err := url.Parse(s)
+	switch {
+	case err == nil && u.User != nil:
 		if _, has := u.User.Password(); has {
 			return u.Redacted()
 		}
+	case strings.Contains(s, "://") && strings.Contains(s, "@"):
+		// Credentials url.Parse does not read as such, as when a password
+		// holds an unescaped '/': hide all but the scheme.
+		scheme, _, _ := strings.Cut(s, "://")
+		return scheme + "://..."
 	}
 	return s
 }

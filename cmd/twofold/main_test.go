@@ -456,8 +456,16 @@ func TestKeyCommandsNeedData(t *testing.T) {
 }
 
 func TestHelpHidesPasswords(t *testing.T) {
-	env := map[string]string{"TWOFOLD_DATABASE": "postgres://twofold:s3cret@db.example/twofold",
-		"TWOFOLD_SMTP_URL": "smtp://mailer:s3cret@mail.example:587"}
+	// A password with an unescaped '/' is no URL password to url.Parse.
+	for _, smtpURL := range []string{"smtp://mailer:s3cret@mail.example:587", "smtp://mailer:s3cret/x@mail.example:587"} {
+		var out bytes.Buffer
+		run(context.Background(), []string{"twofold", "serve", "--help"},
+			func(k string) string { return map[string]string{"TWOFOLD_SMTP_URL": smtpURL}[k] }, nil, &out, &out)
+		if strings.Contains(out.String(), "s3cret") || !strings.Contains(out.String(), "smtp://") {
+			t.Errorf("serve --help with TWOFOLD_SMTP_URL=%s shows the password, or not the scheme:\n%s", smtpURL, &out)
+		}
+	}
+	env := map[string]string{"TWOFOLD_DATABASE": "postgres://twofold:s3cret@db.example/twofold"}
 	for _, args := range [][]string{{"serve", "--help"}, {"migrate", "--help"}, {"serve", "--no-such-flag"}} {
 		var out bytes.Buffer
 		run(context.Background(), append([]string{"twofold"}, args...), func(k string) string { return env[k] }, nil, &out, &out)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twofold/twofold/internal/server"
@@ -97,8 +98,13 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintln(stdout, "No --smtp-url: users are not emailed when their account's security changes")
 	}
 
-	go sweep(ctx, a, log)
-	go a.service.DeliverNotices(ctx)
+	// The background work ends, and is waited for, before the database
+	// closes (deferred above, so run after this).
+	background, stopBackground := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stopBackground(); wg.Wait() }()
+	wg.Go(func() { sweep(background, a, log) })
+	wg.Go(func() { a.service.DeliverNotices(background) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

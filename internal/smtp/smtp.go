@@ -158,7 +158,8 @@ func (m *Mailer) parseURL(raw string) error {
 	switch {
 	case port != "":
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("smtp: URL port %q: want 1 to 65535", port)
+			// Not quoted: a password with an unescaped '/' ends up here.
+			return errors.New("smtp: URL port: want a number from 1 to 65535")
 		}
 	case m.implicitTLS:
 		port = "465"
