@@ -70,17 +70,8 @@ func isPostgresURL(s string) bool {
 
 // hidePassword hides the password of a URL, leaving other text as it is.
 func hidePassword(s string) string {
-	u, err := url.Parse(s)
-	switch {
-	case err == nil && u.User != nil:
-		if _, has := u.User.Password(); has {
-			return u.Redacted()
-		}
-	case strings.Contains(s, "://") && strings.Contains(s, "@"):
-		// Credentials url.Parse does not read as such, as when a password
-		// holds an unescaped '/': hide all but the scheme.
-		scheme, _, _ := strings.Cut(s, "://")
-		return scheme + "://..."
+	if strings.Contains(s, "://") {
+		return redactURL(s)
 	}
 	return s
 }
@@ -97,13 +88,18 @@ func (l databaseLocation) String() string {
 // past its scheme, as it may be a password mistyped.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" {
-		if i := strings.Index(s, ":"); i > 0 {
-			return s[:i+1] + "..."
-		}
-		return "..."
+	// An '@' that url.Parse did not take for the end of the credentials,
+	// as after a password with an unescaped '/', may follow a password.
+	if err == nil && u.Scheme != "" && (u.User != nil || !strings.Contains(s, "@")) {
+		return u.Redacted()
 	}
-	return u.Redacted()
+	if scheme, _, ok := strings.Cut(s, "://"); ok {
+		return scheme + "://..."
+	}
+	if i := strings.Index(s, ":"); i > 0 {
+		return s[:i+1] + "..."
+	}
+	return "..."
 }
 
 // openDatabase opens the database at loc and reports whether it held data

@@ -477,3 +477,20 @@ func TestHelpHidesPasswords(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactURL: messages name a database or mail server without its
+// password, also one that url.Parse does not read as a password.
+func TestRedactURL(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"postgres://twofold:s3cret@db.example/twofold", "postgres://twofold:xxxxx@db.example/twofold"},
+		{"postgres://twofold:12/s3cret@db.example/twofold", "postgres://..."}, // port 12, path /s3cret@...
+		{"smtp://mailer:s3cret/x@mail.example:587", "smtp://..."},
+		{"postgres://db.example/twofold", "postgres://db.example/twofold"},
+		{"sqlite:/var/lib/twofold/twofold.db", "sqlite:/var/lib/twofold/twofold.db"},
+		{"s3cret", "..."},
+	} {
+		if got := redactURL(c.in); got != c.want {
+			t.Errorf("redactURL(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

@@ -184,8 +184,8 @@ func (s *Service) deliverNotice(ctx context.Context, q QueuedNotice) time.Time {
 		s.log.WarnContext(ctx, "notice not delivered: stopping", attrs...)
 		return q.Event.At
 	}
-	now := s.clock()
-	if errors.Is(err, ErrNoticeRefused) || q.Attempts >= noticeMaxAttempts || now.Sub(q.Event.At) >= noticeMaxAge {
+	// One a day late is given up before its next try.
+	if errors.Is(err, ErrNoticeRefused) || q.Attempts >= noticeMaxAttempts {
 		s.log.ErrorContext(ctx, "notice given up", attrs...)
 		return time.Time{}
 	}
@@ -195,7 +195,7 @@ func (s *Service) deliverNotice(ctx context.Context, q QueuedNotice) time.Time {
 	}
 	retry = min(retry, noticeMaxRetry)
 	s.log.WarnContext(ctx, "notice not delivered, will retry", append(attrs, "retry_in", retry.String())...)
-	return now.Add(retry)
+	return s.clock().Add(retry)
 }
 
 // notice words the notice of q's event.

@@ -53,6 +53,12 @@ func (n *fakeNotifier) counts() (attempts, delivered int) {
 	return n.attempts, len(n.delivered)
 }
 
+// newNotifyingFixture is a fixture whose Service tells n of changes.
+func newNotifyingFixture(t *testing.T, n mfa.Notifier) *fixture {
+	t.Helper()
+	return newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return s }, n)
+}
+
 // deliver runs one pass of delivery and returns how many notices it claimed.
 func deliver(t *testing.T, f *fixture) int {
 	t.Helper()
@@ -68,7 +74,7 @@ func deliver(t *testing.T, f *fixture) int {
 // code, is told to the account's address, in words that hold no secret.
 func TestNoticesOfChanges(t *testing.T) {
 	n := &fakeNotifier{}
-	f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return s }, n)
+	f := newNotifyingFixture(t, n)
 	ctx := t.Context()
 	u := f.user(t, "ann@example.com")
 	f.user(t, "bob@example.com") // told nothing: nothing of his changes
@@ -162,7 +168,7 @@ func TestNoticeRetried(t *testing.T) {
 		}
 		return nil
 	}}
-	f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return s }, n)
+	f := newNotifyingFixture(t, n)
 	f.enable(t, f.user(t, "ann@example.com"))
 
 	wantAttempts := 0
@@ -195,7 +201,7 @@ func TestNoticeRetried(t *testing.T) {
 // than an hour, for ten attempts in all.
 func TestNoticeRetrySchedule(t *testing.T) {
 	n := &fakeNotifier{fail: func(int) error { return errors.New("connection refused") }}
-	f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return s }, n)
+	f := newNotifyingFixture(t, n)
 	n.clock = f.clock.Now
 	f.enable(t, f.user(t, "ann@example.com"))
 	start := f.clock.Now()
@@ -232,7 +238,7 @@ func TestNoticeGivenUp(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			n := &fakeNotifier{fail: func(int) error { return c.fail }}
-			f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return s }, n)
+			f := newNotifyingFixture(t, n)
 			f.enable(t, f.user(t, "ann@example.com"))
 			for range 20 {
 				deliver(t, f)
@@ -328,7 +334,7 @@ func (c *claimCounter) ClaimNotices(ctx context.Context, now, until time.Time, l
 // on, the account's changes are told again.
 func TestNoticesCapped(t *testing.T) {
 	n := &fakeNotifier{}
-	f := newFixtureNotifying(t, func(s mfa.Store) mfa.Store { return s }, n)
+	f := newNotifyingFixture(t, n)
 	ctx := t.Context()
 	u := f.user(t, "ann@example.com")
 	f.enable(t, u) // the first change
