@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -492,5 +493,24 @@ func TestRedactURL(t *testing.T) {
 		if got := redactURL(c.in); got != c.want {
 			t.Errorf("redactURL(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+func TestServeGCPercent(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+
+	tuneGC(func(string) string { return "" })
+	if got := debug.SetGCPercent(100); got != serveGCPercent {
+		t.Errorf("GC percent without GOGC: got %d, want %d", got, serveGCPercent)
+	}
+	tuneGC(func(name string) string {
+		if name == "GOGC" {
+			return "100"
+		}
+		return ""
+	})
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent with GOGC=100 in the environment: got %d, want the runtime's 100 left alone", got)
 	}
 }
