@@ -182,6 +182,7 @@ type ltReport struct {
 	CPUs         int      `json:"cpus"`
 	CPUModel     string   `json:"cpu_model"`
 	GoVersion    string   `json:"go_version"`
+	GoEnv        []string `json:"go_env"` // the Go runtime's variables set in the environment, as NAME=value
 	DataDir      string   `json:"data_dir"`
 	Seed         ltSeed   `json:"seed"`
 	Verify       ltVerify `json:"second_factor"`         // the throughput
@@ -303,6 +304,7 @@ func runLoadtest(ctx context.Context, o loadtestOptions, stdout, stderr io.Write
 		CPUs:      runtime.NumCPU(),
 		CPUModel:  cpuModel(),
 		GoVersion: runtime.Version(),
+		GoEnv:     goRuntimeEnv(os.Getenv),
 		Database:  "sqlite",
 	}
 
@@ -1554,6 +1556,22 @@ func dirMB(dir, db string) float64 {
 	return float64(n) / (1 << 20)
 }
 
+// goRuntimeVars are the environment variables that tune Go's runtime. The
+// servers inherit the loadtest's environment, so these shape both sides of
+// every comparison, and the report names them.
+var goRuntimeVars = []string{"GOGC", "GOMEMLIMIT", "GODEBUG", "GOMAXPROCS"}
+
+// goRuntimeEnv returns the goRuntimeVars that getenv sets, as NAME=value.
+func goRuntimeEnv(getenv func(string) string) []string {
+	env := []string{}
+	for _, name := range goRuntimeVars {
+		if v := getenv(name); v != "" {
+			env = append(env, name+"="+v)
+		}
+	}
+	return env
+}
+
 func cpuModel() string {
 	data, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
@@ -1674,6 +1692,12 @@ func (r *ltReport) print(w io.Writer, o loadtestOptions) {
 	p("twofold loadtest")
 	p("  command       %s", r.Command)
 	p("  machine       %d CPUs, %s; %s %s/%s", r.CPUs, r.CPUModel, r.GoVersion, runtime.GOOS, runtime.GOARCH)
+	if len(r.GoEnv) == 0 {
+		p("  go runtime    defaults: none of %s in the environment (serve sets GOGC=%d itself)",
+			strings.Join(goRuntimeVars, ", "), serveGCPercent)
+	} else {
+		p("  go runtime    %s, from the environment, in the load generator and the servers", strings.Join(r.GoEnv, " "))
+	}
 	p("  data          %s", r.DataDir)
 	p("  servers       %d instance(s) on %s; RSS figures are of the largest instance", r.Instances, r.Database)
 	p("")

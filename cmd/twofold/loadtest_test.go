@@ -117,6 +117,10 @@ func TestLoadtestSmall(t *testing.T) {
 // then a second run on that directory with --reuse.
 func TestLoadtestKeepReuse(t *testing.T) {
 	t.Setenv("TMPDIR", t.TempDir())
+	for _, name := range goRuntimeVars {
+		t.Setenv(name, "")
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB") // read by the runtime at start only: the report names it
 	args := []string{"--users", "10", "--duration", "200ms", "--concurrency", "2",
 		"--full-signins", "2", "--flood", "3", "--hash-duration", "100ms"}
 	runText := func(extra ...string) (string, string) {
@@ -133,7 +137,8 @@ func TestLoadtestKeepReuse(t *testing.T) {
 		return out.String(), errOut.String()
 	}
 	out, errOut := runText("--keep")
-	for _, want := range []string{"Phase 1", "verifications/s", "p99", "Phase 2", "ratio", "Phase 3", "Targets:"} {
+	for _, want := range []string{"Phase 1", "verifications/s", "p99", "Phase 2", "ratio", "Phase 3", "Targets:",
+		"go runtime    GOMEMLIMIT=1GiB, from the environment"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
@@ -149,6 +154,17 @@ func TestLoadtestKeepReuse(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); err != nil {
 		t.Errorf("kept directory removed: %v", err)
+	}
+}
+
+func TestGoRuntimeEnv(t *testing.T) {
+	env := map[string]string{"GOGC": "300", "GODEBUG": "madvdontneed=0", "TWOFOLD_DATA": "/x", "GOPATH": "/go"}
+	got := strings.Join(goRuntimeEnv(func(k string) string { return env[k] }), " ")
+	if want := "GOGC=300 GODEBUG=madvdontneed=0"; got != want {
+		t.Errorf("goRuntimeEnv: got %q, want %q", got, want)
+	}
+	if got := goRuntimeEnv(func(string) string { return "" }); got == nil || len(got) != 0 {
+		t.Errorf("goRuntimeEnv of an empty environment: got %#v, want an empty list (JSON [])", got)
 	}
 }
 
