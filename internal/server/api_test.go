@@ -8,6 +8,7 @@ import (
 	"errors"
 	"image/png"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -728,12 +729,38 @@ func TestInternalErrorsAreGeneric(t *testing.T) {
 func TestLogsHoldNoSecrets(t *testing.T) {
 	e := newEnv(t)
 	secret, codes := e.userWith2FA()
+	const wrongPassword = "not the password at all"
+	e.do(request{method: "POST", path: "/api/v1/login", body: map[string]string{"email": testEmail, "password": wrongPassword}}).
+		wantStatus(t, http.StatusUnauthorized)
+	half, _ := e.login(testEmail, testPassword)
+	wrong := e.wrongCode(secret)
+	e.do(request{method: "POST", path: "/api/v1/login/second-factor", token: half,
+		body: map[string]string{"method": "totp", "code": wrong}}).wantStatus(t, http.StatusUnauthorized)
+	right := e.totp(secret)
 	full := e.fullLogin(secret)
+	half2, _ := e.login(testEmail, testPassword)
+	r := e.do(request{method: "POST", path: "/api/v1/login/second-factor", token: half2,
+		body: map[string]string{"method": "backup_code", "code": codes[0]}})
+	r.wantStatus(t, http.StatusOK)
+	full2 := r.token(t)
 	e.do(request{method: "GET", path: "/setup?token=verysecrettoken"})
+
 	logs := e.logs.String()
-	for _, s := range append([]string{testPassword, full, "verysecrettoken"}, codes...) {
+	for _, line := range []string{"event=login_failed", "event=second_factor_failed", "event=backup_code_used"} {
+		if !strings.Contains(logs, line) { // the Service's own lines reach this log
+			t.Fatalf("the log has no %q line, so it proves nothing:\n%s", line, logs)
+		}
+	}
+	for _, s := range append([]string{testPassword, wrongPassword, otp.EncodeSecret(secret),
+		half, full, half2, full2, "verysecrettoken"}, codes...) {
 		if strings.Contains(logs, s) {
 			t.Errorf("the log holds a secret %q", s)
+		}
+	}
+	// Six digits may stand inside longer numbers by chance; a code stands alone.
+	for _, code := range []string{wrong, right} {
+		if regexp.MustCompile(`(^|[^0-9])` + code + `($|[^0-9])`).MatchString(logs) {
+			t.Errorf("the log holds the code %q", code)
 		}
 	}
 }

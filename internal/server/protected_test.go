@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"net/http"
+	"os"
+	"regexp"
 	"testing"
 )
 
@@ -15,6 +17,7 @@ func TestHalfSignedInReachesNothingProtected(t *testing.T) {
 	if status != "second_factor_required" {
 		t.Fatalf("login status: got %q, want second_factor_required", status)
 	}
+	const newPassword = "a brand new passphrase"
 	api := []request{
 		{method: "GET", path: "/api/v1/me"},
 		{method: "GET", path: "/api/v1/me/events"},
@@ -22,6 +25,7 @@ func TestHalfSignedInReachesNothingProtected(t *testing.T) {
 		{method: "POST", path: "/api/v1/me/totp/confirm", body: map[string]string{"code": "123456"}},
 		{method: "POST", path: "/api/v1/me/backup-codes", body: map[string]string{"password": testPassword}},
 		{method: "POST", path: "/api/v1/me/two-factor/disable", body: map[string]string{"password": testPassword}},
+		{method: "POST", path: "/api/v1/me/password", body: map[string]string{"current_password": testPassword, "new_password": newPassword}},
 	}
 	for _, r := range api {
 		t.Run(r.method+" "+r.path, func(t *testing.T) {
@@ -37,8 +41,12 @@ func TestHalfSignedInReachesNothingProtected(t *testing.T) {
 		{method: "POST", path: "/settings/2fa/confirm", form: true, body: "code=123456"},
 		{method: "POST", path: "/settings/2fa/backup-codes", form: true, body: "password=" + testPassword},
 		{method: "GET", path: "/settings/2fa/disable"},
-		{method: "POST", path: "/settings/2fa/disable", form: true, body: "password=" + testPassword + "&confirm=on"},
+		{method: "POST", path: "/settings/2fa/disable", form: true, body: "password=" + testPassword + "&understand=yes"},
+		{method: "GET", path: "/settings/password"},
+		{method: "POST", path: "/settings/password", form: true,
+			body: "current_password=" + testPassword + "&new_password=" + newPassword + "&repeat_password=" + newPassword},
 	}
+	checkEveryRouteListed(t, api, pages)
 	for _, r := range pages {
 		t.Run(r.method+" "+r.path, func(t *testing.T) {
 			r.token = half
@@ -51,7 +59,8 @@ func TestHalfSignedInReachesNothingProtected(t *testing.T) {
 			}
 		})
 	}
-	// Nothing changed: 2FA is still on with its ten codes.
+	// Nothing changed: the password is the old one (fullLogin signs in with
+	// it), and 2FA is still on with its ten codes.
 	full := e.fullLogin(secret)
 	var me struct {
 		Enabled   bool `json:"two_factor_enabled"`
@@ -60,5 +69,42 @@ func TestHalfSignedInReachesNothingProtected(t *testing.T) {
 	e.do(request{method: "GET", path: "/api/v1/me", token: full}).json(t, &me)
 	if !me.Enabled || me.Remaining != 10 {
 		t.Fatalf("after the half-signed-in requests: got %+v, want 2FA on with 10 codes", me)
+	}
+}
+
+// publicRoutes are the routes a visitor who is not fully signed in may
+// reach: sign-up, sign-in and its second step, sign-out, the first
+// account's setup, health and static files.
+var publicRoutes = map[string]bool{
+	"POST /api/v1/signup": true, "POST /api/v1/login": true, "POST /api/v1/login/second-factor": true,
+	"POST /api/v1/logout": true, "GET /healthz": true, "GET /{$}": true,
+	"GET /login": true, "POST /login": true, "GET /login/token": true, "POST /login/token": true,
+	"POST /logout": true, "GET /signup": true, "POST /signup": true, "GET /setup": true, "POST /setup": true,
+	"GET /static/": true,
+}
+
+// checkEveryRouteListed fails unless each route that routes.go registers is
+// public or among the requests of the half-signed-in test, so that a new
+// protected route cannot be added without being walked there.
+func checkEveryRouteListed(t *testing.T, lists ...[]request) {
+	t.Helper()
+	src, err := os.ReadFile("routes.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	walked := map[string]bool{}
+	for _, l := range lists {
+		for _, r := range l {
+			walked[r.method+" "+r.path] = true
+		}
+	}
+	routes := regexp.MustCompile(`mux\.Handle\("([A-Z]+ [^"]+)"`).FindAllStringSubmatch(string(src), -1)
+	if len(routes) < 20 {
+		t.Fatalf("found %d routes in routes.go; has its form changed?", len(routes))
+	}
+	for _, m := range routes {
+		if !publicRoutes[m[1]] && !walked[m[1]] {
+			t.Errorf("route %s is neither public nor walked by a half-signed-in session", m[1])
+		}
 	}
 }

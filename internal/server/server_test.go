@@ -119,6 +119,9 @@ func newEnv(t *testing.T, opts ...option) *env {
 	if _, err := rand.Read(codeKey); err != nil {
 		t.Fatal(err)
 	}
+	// The Service and the HTTP layer log to one buffer, so that tests see
+	// every line the server would write.
+	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc, err := mfa.NewService(mfa.Config{
 		Store:     e.store,
 		Passwords: password.NewHasher(password.Options{Time: 1, MemoryKiB: 64, Threads: 1}),
@@ -127,12 +130,12 @@ func newEnv(t *testing.T, opts ...option) *env {
 		CodeKey:   codeKey,
 		Issuer:    "twofold test",
 		Now:       e.clock.Now,
+		Logger:    logger,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.svc = svc
-	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.cfg = server.Config{Service: svc, Logger: logger}
 	for _, f := range e.configure {
 		f(&e.cfg)
