@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // PasswordHasher hashes and checks passwords under a concurrency bound. It
@@ -152,16 +153,33 @@ func (s *Service) keyedHash(purpose string, parts ...string) []byte {
 }
 
 // NormalizeEmail trims and lower-cases an email address and checks its
-// shape loosely: one @ with text on both sides, no spaces, at most 254 bytes.
+// shape: valid UTF-8 of at most 254 bytes, one @ with text on both sides, a
+// domain without empty labels, and no character that is invisible or
+// blank on screen (spaces of any kind, controls, zero-width and direction
+// marks), so that no two accounts can differ only in what nobody sees.
 func NormalizeEmail(email string) (string, error) {
 	e := strings.ToLower(strings.TrimSpace(email))
-	at := strings.LastIndexByte(e, '@')
+	local, domain, _ := strings.Cut(e, "@")
 	// A colon would break the "Issuer:account" label of the key URI.
-	if len(e) > 254 || at < 1 || at == len(e)-1 || strings.ContainsAny(e, " <>\":") ||
-		strings.ContainsFunc(e, unicode.IsControl) {
+	if len(e) > 254 || !utf8.ValidString(email) || local == "" || !validDomain(domain) ||
+		strings.ContainsAny(e, "<>\":") || strings.ContainsFunc(e, unseen) {
 		return "", Errorf(KindInvalid, "invalid_email", "Enter a valid email address, like name@example.com.")
 	}
 	return e, nil
+}
+
+// validDomain reports whether d is a domain with no empty label and no
+// second @.
+func validDomain(d string) bool {
+	return d != "" && !strings.ContainsRune(d, '@') && !strings.HasPrefix(d, ".") &&
+		!strings.HasSuffix(d, ".") && !strings.Contains(d, "..")
+}
+
+// unseen reports whether r shows as blank or not at all: a space of any
+// kind, a control character, or a format character such as a zero-width
+// space or a direction mark.
+func unseen(r rune) bool {
+	return unicode.IsSpace(r) || unicode.IsControl(r) || unicode.In(r, unicode.Zs, unicode.Cf)
 }
 
 // CreateUser creates an account. Used by sign-up and by the command line.

@@ -1190,3 +1190,27 @@ func TestLockArrivingMidSignIn(t *testing.T) {
 	_, err = f.svc.Login(ctx, "ann@example.com", testPassword, client)
 	rateLimited(t, err)
 }
+
+func TestNormalizeEmail(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{" Ada@Example.COM ", "ada@example.com"},
+		{"ada.lovelace+2fa@mail.example.org", "ada.lovelace+2fa@mail.example.org"},
+		{"jürgen@bücher.example", "jürgen@bücher.example"},
+		{"a@localhost", "a@localhost"},
+	} {
+		if got, err := mfa.NormalizeEmail(tc.in); err != nil || got != tc.want {
+			t.Errorf("NormalizeEmail(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{
+		"", "ada", "@example.com", "ada@", "a@b@c.com", "@@x", "x@.", "x@.example.com", "x@example..com",
+		"x@example.com.", "ada lovelace@example.com", "ada\u00a0@example.com", "a\u200bb@example.com",
+		"ada\u202e@example.com", "ada\u2028@example.com", "ada\x00@example.com", "\xff\xfe@example.com",
+		"<ada@example.com>", `"ada"@example.com`, "ada:x@example.com", strings.Repeat("a", 250) + "@x.io",
+	} {
+		got, err := mfa.NormalizeEmail(in)
+		if me := (*mfa.Error)(nil); !errors.As(err, &me) || me.Code != "invalid_email" {
+			t.Errorf("NormalizeEmail(%q) = %q, %v; want an invalid_email error", in, got, err)
+		}
+	}
+}
