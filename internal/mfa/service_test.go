@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -1212,5 +1214,108 @@ func TestNormalizeEmail(t *testing.T) {
 		if me := (*mfa.Error)(nil); !errors.As(err, &me) || me.Code != "invalid_email" {
 			t.Errorf("NormalizeEmail(%q) = %q, %v; want an invalid_email error", in, got, err)
 		}
+	}
+}
+
+// TestStoredForms checks what reaches the store for a session and for a
+// backup code: a session's ID is its token's SHA-256 behind the token's
+// time prefix, never the token itself; a backup code is hashed under the
+// code key, so a Service with another key accepts none.
+func TestStoredForms(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	res := f.login(t, "ann@example.com")
+	raw, err := hex.DecodeString(res.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(res.Token))
+	want := append(raw[:8:8], sum[:]...)
+	if !bytes.Equal(res.Session.ID, want) {
+		t.Errorf("stored session ID %x, want the time prefix and SHA-256 of the token %x", res.Session.ID, want)
+	}
+	if _, err := f.store.SessionView(ctx, want); err != nil {
+		t.Errorf("no session under the token's hash: %v", err)
+	}
+	for _, id := range [][]byte{raw, []byte(res.Token)} {
+		if _, err := f.store.SessionView(ctx, id); !errors.Is(err, mfa.ErrNotFound) {
+			t.Errorf("a session is stored under the token itself (%v)", err)
+		}
+	}
+
+	_, codes := f.enable(t, u)
+	otherKey, err := mfa.NewService(mfa.Config{Store: f.store, Passwords: f.hasher, Policy: password.Policy{},
+		Cipher: f.keys, CodeKey: bytes.Repeat([]byte{8}, 32), Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range []*mfa.Service{otherKey, f.svc} {
+		half, err := svc.Login(ctx, u.Email, testPassword, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = svc.VerifySecondFactor(ctx, half.Token, mfa.MethodBackupCode, codes[0], client)
+		if svc == otherKey && !errors.Is(err, mfa.ErrInvalidCode) {
+			t.Fatalf("a Service with another code key: got %v, want ErrInvalidCode", err)
+		}
+		if svc == f.svc && err != nil {
+			t.Fatalf("the Service with the code key: %v", err)
+		}
+	}
+}
+
+// TestBackupCodeStrength checks that each backup code carries at least 50
+// random bits: its length in symbols times log2 of the symbols seen over
+// 200 codes (a uniform alphabet of 32 shows every symbol there).
+func TestBackupCodeStrength(t *testing.T) {
+	f := newFixture(t)
+	u := f.user(t, "ann@example.com")
+	_, codes := f.enable(t, u)
+	for range 19 {
+		more, err := f.svc.RegenerateBackupCodes(context.Background(), u, testPassword, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, more...)
+	}
+	symbols := map[rune]bool{}
+	length := -1
+	for _, c := range codes {
+		c = strings.ReplaceAll(c, "-", "")
+		if length != -1 && len(c) != length {
+			t.Fatalf("codes of %d and %d symbols", length, len(c))
+		}
+		length = len(c)
+		for _, r := range c {
+			symbols[r] = true
+		}
+	}
+	if bits := float64(length) * math.Log2(float64(len(symbols))); bits < 50 {
+		t.Errorf("codes of %d symbols from an alphabet of %d: %.1f bits, want at least 50", length, len(symbols), bits)
+	}
+}
+
+// TestPasswordThrottleByAddress checks that the password step counts every
+// spelling of an address (case, surrounding spaces) against one key, and
+// that the failure that starts the lock is recorded as a throttled event.
+func TestPasswordThrottleByAddress(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	for _, email := range []string{"ann@example.com", "ANN@example.com", " Ann@Example.com", "ann@EXAMPLE.COM ", "\tann@example.com"} {
+		if _, err := f.svc.Login(ctx, email, "a wrong password here", client); !errors.Is(err, mfa.ErrInvalidCredentials) {
+			t.Fatalf("Login(%q) with a wrong password: got %v, want ErrInvalidCredentials", email, err)
+		}
+	}
+	if _, err := f.svc.Login(ctx, "Ann@example.com", testPassword, client); mfa.ErrorKind(err) != mfa.KindRateLimited {
+		t.Fatalf("sixth attempt, another spelling: got %v, want rate limited", err)
+	}
+	events, err := f.store.Events(ctx, u.ID, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(events, func(e mfa.Event) bool { return e.Type == mfa.EventThrottled }) {
+		t.Errorf("no throttled event among %+v", events)
 	}
 }
