@@ -29,7 +29,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs.stringVar(&cfg.Issuer, "issuer", "twofold", "name authenticator apps show for this server")
 	fs.boolVar(&cfg.SecureCookies, "secure-cookies", false, "mark cookies Secure with the __Host- prefix; set it when users reach the server over HTTPS (behind a proxy that ends TLS)")
 	fs.boolVar(&cfg.TrustProxy, "trust-proxy", false, "take the client IP from X-Forwarded-For; set it only behind a reverse proxy that sets it")
-	fs.durationVar(&cfg.SessionIdle, "session-idle", 30*time.Minute, "a session ends after this long without use")
+	fs.durationVar(&cfg.SessionIdle, "session-idle", 30*time.Minute, "a session ends after this long without use (2m at least)")
 	fs.durationVar(&cfg.SessionMax, "session-max", 12*time.Hour, "a session ends this long after sign-in, whatever its use")
 	fs.stringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.stringVar(&cfg.SMTPURL, "smtp-url", "", "smtp://USER:PASSWORD@HOST:587 (STARTTLS) or smtps://...:465: the mail server through which users are told of changes to their account's security")

@@ -89,6 +89,11 @@ type Service struct {
 	idle, absolute, pendingLogin, pendingSetup time.Duration
 }
 
+// MinSessionIdle is the shortest idle time a session may have: the last
+// use of a session is written at most once a minute (touchEvery), so a
+// shorter idle time would end sessions in use.
+const MinSessionIdle = 2 * touchEvery
+
 // NewService checks cfg and returns a Service.
 func NewService(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Passwords == nil || cfg.Cipher == nil {
@@ -120,6 +125,9 @@ func NewService(cfg Config) (*Service, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	setDefault(&s.idle, 30*time.Minute)
+	if s.idle < MinSessionIdle {
+		return nil, fmt.Errorf("mfa: new service: a session idle time of %s is under the minimum of %s (a session's last use is recorded once a minute)", s.idle, MinSessionIdle)
+	}
 	setDefault(&s.absolute, 12*time.Hour)
 	setDefault(&s.pendingLogin, 10*time.Minute)
 	setDefault(&s.pendingSetup, 15*time.Minute)

@@ -1319,3 +1319,18 @@ func TestPasswordThrottleByAddress(t *testing.T) {
 		t.Errorf("no throttled event among %+v", events)
 	}
 }
+
+func TestSessionIdleMinimum(t *testing.T) {
+	f := newFixture(t)
+	for _, idle := range []time.Duration{time.Second, 4 * time.Second, time.Minute, mfa.MinSessionIdle - 1} {
+		_, err := mfa.NewService(mfa.Config{Store: f.store, Passwords: f.hasher, Cipher: f.keys,
+			CodeKey: bytes.Repeat([]byte{7}, 32), SessionIdle: idle})
+		if err == nil || !strings.Contains(err.Error(), "minimum") {
+			t.Errorf("SessionIdle %s: got %v, want an error naming the minimum", idle, err)
+		}
+	}
+	if _, err := mfa.NewService(mfa.Config{Store: f.store, Passwords: f.hasher, Cipher: f.keys,
+		CodeKey: bytes.Repeat([]byte{7}, 32), SessionIdle: mfa.MinSessionIdle}); err != nil {
+		t.Errorf("SessionIdle at the minimum: %v", err)
+	}
+}
