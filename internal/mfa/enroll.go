@@ -93,7 +93,7 @@ func (s *Service) Reauthenticate(ctx context.Context, u *User, password string, 
 		return s.hashError("reauthenticate", err)
 	}
 	if !ok {
-		s.record(ctx, u.ID, EventLoginFailed, c, "wrong password to confirm a change")
+		s.record(ctx, u.ID, EventLoginFailed, c, confirmChangeDetail)
 		return s.failed(ctx, a, u.ID, c, ErrWrongPassword)
 	}
 	return s.succeeded(ctx, a)
@@ -181,7 +181,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Clien
 	}
 	step, ok := otp.Verify(secret, code, s.clock(), 0, totpParams)
 	if !ok {
-		s.record(ctx, u.ID, EventSecondFactorFailed, c, "setup")
+		s.record(ctx, u.ID, EventSecondFactorFailed, c, setupDetail)
 		return nil, s.failed(ctx, a, u.ID, c, ErrInvalidCode)
 	}
 	if err := s.succeeded(ctx, a); err != nil {

@@ -19,10 +19,19 @@ func (e Event) Summary() string {
 		}
 		return "Signed in"
 	case EventLoginFailed:
+		if e.Detail == confirmChangeDetail {
+			return "Wrong password when confirming a change"
+		}
 		return "Failed sign-in: wrong password"
 	case EventSecondFactorFailed:
+		if e.Detail == setupDetail {
+			return "Wrong code while setting up the authenticator app"
+		}
+		if m, ok := strings.CutSuffix(e.Detail, usedDetailSuffix); ok {
+			return "Failed sign-in: " + codeName(m) + " already used"
+		}
 		if e.Detail != "" {
-			return "Failed sign-in: wrong " + methodName(e.Detail) + " code"
+			return "Failed sign-in: wrong " + codeName(e.Detail)
 		}
 		return "Failed sign-in: wrong code"
 	case EventBackupCodeUsed:
@@ -60,6 +69,24 @@ func throttleDetail(detail string) string {
 		return detail
 	}
 	return methodName(m) + " paused for " + rest
+}
+
+// Details of failure events, which Summary rewords.
+const (
+	confirmChangeDetail = "wrong password to confirm a change"
+	setupDetail         = "setup"
+	usedDetailSuffix    = " already used" // after the method
+)
+
+// codeName names the code of a Method, given as a string, for people.
+func codeName(m string) string {
+	switch Method(m) {
+	case MethodTOTP:
+		return "authenticator app code"
+	case MethodBackupCode:
+		return "backup code"
+	}
+	return m + " code"
 }
 
 // methodName names a Method, given as a string, for people.

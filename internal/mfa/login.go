@@ -237,7 +237,7 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 		if _, err := s.store.Session(ctx, sess.ID); err != nil {
 			return nil, ErrLoginExpired
 		}
-		return nil, s.secondFactorFailed(ctx, key, u.ID, c, string(method)+" already used")
+		return nil, s.secondFactorFailed(ctx, key, u.ID, c, string(method)+usedDetailSuffix)
 	}
 	if method == MethodBackupCode {
 		s.record(ctx, u.ID, EventBackupCodeUsed, c, "")

@@ -1334,3 +1334,25 @@ func TestSessionIdleMinimum(t *testing.T) {
 		t.Errorf("SessionIdle at the minimum: %v", err)
 	}
 }
+
+func TestEventSummaries(t *testing.T) {
+	for _, tc := range []struct {
+		typ    mfa.EventType
+		detail string
+		want   string
+	}{
+		{mfa.EventLoginFailed, "wrong password", "Failed sign-in: wrong password"},
+		{mfa.EventLoginFailed, "wrong password to confirm a change", "Wrong password when confirming a change"},
+		{mfa.EventSecondFactorFailed, "totp", "Failed sign-in: wrong authenticator app code"},
+		{mfa.EventSecondFactorFailed, "backup_code", "Failed sign-in: wrong backup code"},
+		{mfa.EventSecondFactorFailed, "totp already used", "Failed sign-in: authenticator app code already used"},
+		{mfa.EventSecondFactorFailed, "backup_code already used", "Failed sign-in: backup code already used"},
+		{mfa.EventSecondFactorFailed, "setup", "Wrong code while setting up the authenticator app"},
+		{mfa.EventSecondFactorFailed, "", "Failed sign-in: wrong code"},
+		{mfa.EventThrottled, "totp locked for 30 seconds", "Too many failed attempts: authenticator app paused for 30 seconds"},
+	} {
+		if got := (mfa.Event{Type: tc.typ, Detail: tc.detail}).Summary(); got != tc.want {
+			t.Errorf("%s %q: got %q, want %q", tc.typ, tc.detail, got, tc.want)
+		}
+	}
+}
