@@ -80,13 +80,10 @@ const (
 
 // codeName names the code of a Method, given as a string, for people.
 func codeName(m string) string {
-	switch Method(m) {
-	case MethodTOTP:
-		return "authenticator app code"
-	case MethodBackupCode:
-		return "backup code"
+	if Method(m) == MethodBackupCode {
+		return methodName(m) // names a code already
 	}
-	return m + " code"
+	return methodName(m) + " code"
 }
 
 // methodName names a Method, given as a string, for people.
