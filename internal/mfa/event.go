@@ -73,6 +73,7 @@ func throttleDetail(detail string) string {
 
 // Details of failure events, which Summary rewords.
 const (
+	wrongPasswordDetail = "wrong password"
 	confirmChangeDetail = "wrong password to confirm a change"
 	setupDetail         = "setup"
 	usedDetailSuffix    = " already used" // after the method

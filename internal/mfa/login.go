@@ -154,14 +154,7 @@ func (s *Service) rehash(ctx context.Context, u *User, password string) {
 // not 0) and counts it against key, or answers rate-limited while the key
 // is locked.
 func (s *Service) passwordFailed(ctx context.Context, key ThrottleKey, userID int64, c Client) error {
-	a, err := s.begin(ctx, key)
-	if err != nil {
-		return err
-	}
-	if userID != 0 {
-		s.record(ctx, userID, EventLoginFailed, c, "wrong password")
-	}
-	return s.failed(ctx, a, userID, c, ErrInvalidCredentials)
+	return s.fail(ctx, key, Event{UserID: userID, Type: EventLoginFailed, IP: c.IP, Detail: wrongPasswordDetail}, ErrInvalidCredentials)
 }
 
 // PendingLogin returns the half-finished sign-in that token belongs to.
@@ -248,12 +241,7 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 // secondFactorFailed records a failed second factor and counts it against
 // key, or answers rate-limited while the key is locked.
 func (s *Service) secondFactorFailed(ctx context.Context, key ThrottleKey, userID int64, c Client, detail string) error {
-	a, err := s.begin(ctx, key)
-	if err != nil {
-		return err
-	}
-	s.record(ctx, userID, EventSecondFactorFailed, c, detail)
-	return s.failed(ctx, a, userID, c, ErrInvalidCode)
+	return s.fail(ctx, key, Event{UserID: userID, Type: EventSecondFactorFailed, IP: c.IP, Detail: detail}, ErrInvalidCode)
 }
 
 // touchEvery limits session writes: LastSeenAt is refreshed at most this often.

@@ -144,6 +144,20 @@ type ThrottleState struct {
 	WindowOldest time.Time // the oldest failure in that window
 }
 
+// WithFailure returns the state once one more failure, at time at, is
+// counted; failures before since fall outside the window.
+func (st ThrottleState) WithFailure(at, since time.Time) ThrottleState {
+	st.Consecutive++
+	st.LastFailure = at
+	if !at.Before(since) {
+		st.WindowCount++
+		if st.WindowOldest.IsZero() || at.Before(st.WindowOldest) {
+			st.WindowOldest = at
+		}
+	}
+	return st
+}
+
 // Client describes where a request came from, for events and throttling.
 type Client struct {
 	IP string

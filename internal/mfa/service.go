@@ -243,19 +243,29 @@ func (s *Service) hashError(op string, err error) error {
 // record stores a security event; a failure to record is logged, not
 // returned, because the user's action itself has succeeded or failed already.
 func (s *Service) record(ctx context.Context, userID int64, t EventType, c Client, detail string) {
-	e := &Event{UserID: userID, Type: t, At: s.clock(), IP: c.IP, Detail: detail}
-	e.Notify = notifies(t) && s.noticeAllowed(ctx, e)
+	s.save(ctx, &Event{UserID: userID, Type: t, At: s.clock(), IP: c.IP, Detail: detail})
+}
+
+// save stores e, queueing its notice when its type has one; a failure is
+// logged, as for record.
+func (s *Service) save(ctx context.Context, e *Event) {
+	e.Notify = notifies(e.Type) && s.noticeAllowed(ctx, e)
 	if err := s.store.AddEvent(ctx, e); err != nil {
-		s.log.ErrorContext(ctx, "record event", "user_id", userID, "event", string(t), "err", err)
+		s.log.ErrorContext(ctx, "record event", "user_id", e.UserID, "event", string(e.Type), "err", err)
 		return
 	}
-	s.log.InfoContext(ctx, "security event", "user_id", userID, "event", string(t), "ip", c.IP)
+	s.logEvent(ctx, e)
 	if e.Notify {
 		select {
 		case s.noticeQueued <- struct{}{}:
 		default: // a wake-up is pending already
 		}
 	}
+}
+
+// logEvent logs that e was recorded.
+func (s *Service) logEvent(ctx context.Context, e *Event) {
+	s.log.InfoContext(ctx, "security event", "user_id", e.UserID, "event", string(e.Type), "ip", e.IP)
 }
 
 // Events returns the user's newest security events first.

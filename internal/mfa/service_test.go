@@ -259,23 +259,69 @@ func TestLoginRehashesOtherParameters(t *testing.T) {
 	}
 }
 
+// writeCounter counts the store's writes of a failed sign-in.
+type writeCounter struct {
+	mfa.Store
+	writes atomic.Int64
+}
+
+func (w *writeCounter) AddEvent(ctx context.Context, e *mfa.Event) error {
+	w.writes.Add(1)
+	return w.Store.AddEvent(ctx, e)
+}
+
+func (w *writeCounter) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since time.Time, admit func(mfa.ThrottleState) bool, events func(mfa.ThrottleState) []mfa.Event) (mfa.ThrottleState, bool, error) {
+	w.writes.Add(1)
+	return w.Store.RecordFailure(ctx, key, at, since, admit, events)
+}
+
+func (w *writeCounter) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
+	w.writes.Add(1)
+	return w.Store.UpgradeSession(ctx, u)
+}
+
+// An unknown address gets the answer of a wrong password, after the same
+// work: one password hash and the same writes, up to and including the
+// failure that locks the address (whose events a known account gets in
+// that same write), so that neither the answer nor its timing tells which
+// addresses have accounts.
 func TestUnknownEmailLooksLikeWrongPassword(t *testing.T) {
-	f := newFixture(t)
-	f.user(t, "ann@example.com")
+	wc := &writeCounter{}
+	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { wc.Store = s; return wc })
+	u := f.user(t, "ann@example.com")
 	ctx := context.Background()
-	before := f.hasher.verifies.Load()
-	_, errUnknown := f.svc.Login(ctx, "nobody@example.com", testPassword, client)
-	unknownHashes := f.hasher.verifies.Load() - before
-	before = f.hasher.verifies.Load()
-	_, errWrong := f.svc.Login(ctx, "ann@example.com", "wrong password!!", client)
-	wrongHashes := f.hasher.verifies.Load() - before
-	wantErr(t, errUnknown, mfa.ErrInvalidCredentials)
-	wantErr(t, errWrong, mfa.ErrInvalidCredentials)
-	if errUnknown.Error() != errWrong.Error() {
-		t.Errorf("unknown email: %q; wrong password: %q; want the same", errUnknown, errWrong)
+	try := func(email, password string) (error, int64, int64) {
+		hashes, writes := f.hasher.verifies.Load(), wc.writes.Load()
+		_, err := f.svc.Login(ctx, email, password, client)
+		return err, f.hasher.verifies.Load() - hashes, wc.writes.Load() - writes
 	}
-	if unknownHashes != 1 || wrongHashes != 1 {
-		t.Errorf("password hashes: unknown email %d, wrong password %d; want 1 each", unknownHashes, wrongHashes)
+	for i := range mfa.FreeFailures {
+		errUnknown, unknownHashes, unknownWrites := try("nobody@example.com", testPassword)
+		errWrong, wrongHashes, wrongWrites := try("ann@example.com", "wrong password!!")
+		wantErr(t, errUnknown, mfa.ErrInvalidCredentials)
+		wantErr(t, errWrong, mfa.ErrInvalidCredentials)
+		if errUnknown.Error() != errWrong.Error() {
+			t.Errorf("failure %d: unknown email: %q; wrong password: %q; want the same", i+1, errUnknown, errWrong)
+		}
+		if unknownHashes != 1 || wrongHashes != 1 {
+			t.Errorf("failure %d: password hashes: unknown email %d, wrong password %d; want 1 each", i+1, unknownHashes, wrongHashes)
+		}
+		if unknownWrites != 1 || wrongWrites != 1 {
+			t.Errorf("failure %d: store writes: unknown email %d, wrong password %d; want 1 each", i+1, unknownWrites, wrongWrites)
+		}
+	}
+	// The known account's failures are recorded all the same, the last
+	// with the lock it started.
+	evs, err := f.svc.Events(ctx, u.ID, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[mfa.EventType]int{}
+	for _, e := range evs {
+		counts[e.Type]++
+	}
+	if counts[mfa.EventLoginFailed] != mfa.FreeFailures || counts[mfa.EventThrottled] != 1 {
+		t.Errorf("events of the known account: %v, want %d %s and 1 %s", counts, mfa.FreeFailures, mfa.EventLoginFailed, mfa.EventThrottled)
 	}
 }
 
@@ -1161,7 +1207,7 @@ func (s lockingStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, 
 	if s.on.Load() {
 		always := func(mfa.ThrottleState) bool { return true }
 		for range mfa.FreeFailures {
-			if _, _, err := s.RecordFailure(ctx, u.Throttle, s.now(), u.Since, always); err != nil {
+			if _, _, err := s.RecordFailure(ctx, u.Throttle, s.now(), u.Since, always, nil); err != nil {
 				return false, err
 			}
 		}

@@ -109,9 +109,12 @@ type Store interface {
 	// RecordFailure reads the key's state (failures counted since since) and,
 	// if admit approves it, records one more failure at time at, at once. It
 	// returns the state after the call and whether the failure was recorded.
-	// admit runs while the store holds its lock: it must not call the store.
-	// Failures older than since may be forgotten.
-	RecordFailure(ctx context.Context, key ThrottleKey, at, since time.Time, admit func(ThrottleState) bool) (ThrottleState, bool, error)
+	// When events is not nil, it is given the state with the failure counted
+	// and the events it returns are stored in the same write (their Notify
+	// is ignored: no notice is queued). admit and events run while the store
+	// holds its lock: they must not call the store. Failures older than
+	// since may be forgotten.
+	RecordFailure(ctx context.Context, key ThrottleKey, at, since time.Time, admit func(ThrottleState) bool, events func(ThrottleState) []Event) (ThrottleState, bool, error)
 	// ResetThrottle sets the consecutive failure count to zero and forgets
 	// one failure recorded at exactly attempt (the attempt that has just
 	// succeeded, recorded beforehand as a failure); other failures stay

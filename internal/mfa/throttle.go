@@ -70,7 +70,7 @@ type attempt struct {
 // hasher) stays counted: only success undoes it.
 func (s *Service) begin(ctx context.Context, key ThrottleKey) (*attempt, error) {
 	now := s.clock()
-	st, recorded, err := s.store.RecordFailure(ctx, key, now, now.Add(-ThrottleWindow), admitAt(now))
+	st, recorded, err := s.store.RecordFailure(ctx, key, now, now.Add(-ThrottleWindow), admitAt(now), nil)
 	if err != nil {
 		return nil, fmt.Errorf("mfa: record attempt: %w", err)
 	}
@@ -89,10 +89,56 @@ func admitAt(now time.Time) func(ThrottleState) bool {
 // failed leaves the attempt counted and returns err. userID, when not 0,
 // receives a throttled event when this failure starts a lock.
 func (s *Service) failed(ctx context.Context, a *attempt, userID int64, c Client, err error) error {
-	if d := lockRemaining(a.state, a.at); d > 0 && userID != 0 {
-		s.record(ctx, userID, EventThrottled, c, fmt.Sprintf("%s locked for %s", a.key.Method, humanDuration(d)))
+	if e := throttledEvent(a.key, a.state, a.at, userID, c); e != nil {
+		s.save(ctx, e)
 	}
 	return err
+}
+
+// fail records a failed attempt against key, checked before it was
+// admitted, and returns err, or rate-limited while the key is locked. The
+// failure's event e (none when e.UserID is 0: an unknown address), and a
+// throttled event when this failure starts a lock, are stored in the same
+// write as the failure: a wrong password costs the writes of an unknown
+// address, so that its timing does not tell which addresses have accounts.
+func (s *Service) fail(ctx context.Context, key ThrottleKey, e Event, err error) error {
+	now := s.clock()
+	e.At = now
+	var stored []Event
+	events := func(st ThrottleState) []Event {
+		stored = stored[:0] // the store may retry its write
+		if e.UserID == 0 {
+			return nil
+		}
+		stored = append(stored, e)
+		if t := throttledEvent(key, st, now, e.UserID, Client{IP: e.IP}); t != nil {
+			stored = append(stored, *t)
+		}
+		return stored
+	}
+	st, recorded, rerr := s.store.RecordFailure(ctx, key, now, now.Add(-ThrottleWindow), admitAt(now), events)
+	if rerr != nil {
+		return fmt.Errorf("mfa: record attempt: %w", rerr)
+	}
+	if !recorded {
+		return rateLimited(lockRemaining(st, now))
+	}
+	for i := range stored {
+		s.logEvent(ctx, &stored[i])
+	}
+	return err
+}
+
+// throttledEvent is the event of a failure that starts a lock on key, nil
+// if it starts none or has no user: st is the key's state with the failure
+// counted, made at time at.
+func throttledEvent(key ThrottleKey, st ThrottleState, at time.Time, userID int64, c Client) *Event {
+	d := lockRemaining(st, at)
+	if d <= 0 || userID == 0 {
+		return nil
+	}
+	return &Event{UserID: userID, Type: EventThrottled, At: at, IP: c.IP,
+		Detail: fmt.Sprintf("%s locked for %s", key.Method, humanDuration(d))}
 }
 
 // succeeded forgets the attempt and clears the key's consecutive failures.

@@ -226,12 +226,12 @@ func TestRecordFailurePrunes(t *testing.T) {
 	admit := func(mfa.ThrottleState) bool { return true }
 	for i := range 10 {
 		at := base.Add(time.Duration(i) * time.Hour)
-		if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), admit); err != nil {
+		if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), admit, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	at := base.Add(30 * time.Hour)
-	if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), admit); err != nil {
+	if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), admit, nil); err != nil {
 		t.Fatal(err)
 	}
 	var n int
@@ -240,7 +240,7 @@ func TestRecordFailurePrunes(t *testing.T) {
 	}
 	// A refused first failure of a new key leaves no row behind.
 	other := mfa.ThrottleKey{Subject: "user:2", Method: mfa.MethodTOTP}
-	if _, ok, err := db.RecordFailure(ctx, other, at, base, func(mfa.ThrottleState) bool { return false }); ok || err != nil {
+	if _, ok, err := db.RecordFailure(ctx, other, at, base, func(mfa.ThrottleState) bool { return false }, nil); ok || err != nil {
 		t.Fatalf("refused RecordFailure: got %v, %v", ok, err)
 	}
 	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM throttles WHERE subject = $1`, other.Subject).Scan(&n); err != nil || n != 0 {
@@ -276,7 +276,7 @@ func TestSignInLeavesNoThrottleRow(t *testing.T) {
 	// A key with a failure keeps its row (the failure still counts in its
 	// window), with the consecutive count cleared.
 	at := now.Add(-time.Minute)
-	if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), func(mfa.ThrottleState) bool { return true }); err != nil {
+	if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), func(mfa.ThrottleState) bool { return true }, nil); err != nil {
 		t.Fatal(err)
 	}
 	next.ID = []byte("full-session-id-abcdef0123456789")
@@ -371,7 +371,7 @@ func TestInstances(t *testing.T) {
 	var recorded atomic.Int32
 	race(t, n, func(i int) error {
 		_, ok, err := instances[i%2].RecordFailure(ctx, key, base.Add(time.Duration(i)*time.Millisecond), base.Add(-time.Hour),
-			func(st mfa.ThrottleState) bool { return st.WindowCount < ceiling })
+			func(st mfa.ThrottleState) bool { return st.WindowCount < ceiling }, nil)
 		if ok {
 			recorded.Add(1)
 		}
@@ -480,7 +480,7 @@ func TestDeleteStaleWhileRecording(t *testing.T) {
 	for i := range keys {
 		key := mfa.ThrottleKey{Subject: fmt.Sprint("user:", i), Method: mfa.MethodTOTP}
 		for j := range 5 {
-			if _, _, err := db.RecordFailure(ctx, key, base.Add(time.Duration(j)*time.Minute), base.Add(-time.Hour), always); err != nil {
+			if _, _, err := db.RecordFailure(ctx, key, base.Add(time.Duration(j)*time.Minute), base.Add(-time.Hour), always, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -492,7 +492,7 @@ func TestDeleteStaleWhileRecording(t *testing.T) {
 			return err
 		}
 		key := mfa.ThrottleKey{Subject: fmt.Sprint("user:", i/2), Method: mfa.MethodTOTP}
-		_, _, err := db.RecordFailure(ctx, key, later, later.Add(-24*time.Hour), always)
+		_, _, err := db.RecordFailure(ctx, key, later, later.Add(-24*time.Hour), always, nil)
 		return err
 	})
 	for i := range keys {

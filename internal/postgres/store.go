@@ -652,14 +652,15 @@ func (db *DB) ThrottleState(ctx context.Context, key mfa.ThrottleKey, since time
 }
 
 // RecordFailure reads the key's state and, if admit approves it, records a
-// failure at time at, in one transaction that holds the lock of the key's
-// row: concurrent calls, from this process or another, queue on it and see
-// each other's failures. admit runs while the lock is held, so it must be
-// quick. The key's failures before since are deleted on the way.
+// failure at time at, and the events that events returns, in one
+// transaction that holds the lock of the key's row: concurrent calls, from
+// this process or another, queue on it and see each other's failures. admit
+// and events run while the lock is held, so they must be quick. The key's
+// failures before since are deleted on the way.
 //
-// It costs three round trips: BEGIN with the lock and the read; the write;
-// COMMIT (or ROLLBACK, when admit refuses).
-func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since time.Time, admit func(mfa.ThrottleState) bool) (mfa.ThrottleState, bool, error) {
+// It costs three round trips, events or not: BEGIN with the lock and the
+// read; the write; COMMIT (or ROLLBACK, when admit refuses).
+func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since time.Time, admit func(mfa.ThrottleState) bool, events func(mfa.ThrottleState) []mfa.Event) (mfa.ThrottleState, bool, error) {
 	subject, method, atTS, sinceTS := key.Subject, string(key.Method), stamp(at), stamp(since)
 	var st mfa.ThrottleState
 	b := &pgx.Batch{}
@@ -673,27 +674,43 @@ func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since 
 	if !admit(st) {
 		return st, false, nil
 	}
+	st = st.WithFailure(timeOf(atTS), timeOf(sinceTS))
+	var ev eventArrays
+	if events != nil {
+		ev.add(events(st))
+	}
 	_, err = tx.Exec(ctx, `WITH
 	pruned AS (DELETE FROM throttle_failures WHERE subject = $1 AND method = $2 AND at < $4),
-	added AS (INSERT INTO throttle_failures (subject, method, at) VALUES ($1, $2, $3))
+	added AS (INSERT INTO throttle_failures (subject, method, at) VALUES ($1, $2, $3)),
+	logged AS (INSERT INTO events (user_id, type, at, ip, detail)
+		SELECT * FROM unnest($5::bigint[], $6::text[], $7::timestamptz[], $8::text[], $9::text[]))
 UPDATE throttles SET consecutive = consecutive + 1, last_failure = $3 WHERE subject = $1 AND method = $2`,
-		subject, method, atTS, sinceTS)
+		subject, method, atTS, sinceTS, ev.userIDs, ev.types, ev.ats, ev.ips, ev.details)
 	if err != nil {
 		return mfa.ThrottleState{}, false, wrap("record failure", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return mfa.ThrottleState{}, false, wrap("record failure", err)
 	}
-	t := timeOf(atTS)
-	st.Consecutive++
-	st.LastFailure = t
-	if !atTS.Before(sinceTS) {
-		st.WindowCount++
-		if st.WindowOldest.IsZero() || t.Before(st.WindowOldest) {
-			st.WindowOldest = t
-		}
-	}
 	return st, true, nil
+}
+
+// eventArrays holds events column by column, for one INSERT of them all
+// through unnest. An empty set inserts nothing.
+type eventArrays struct {
+	userIDs             []int64
+	types, ips, details []string
+	ats                 []time.Time
+}
+
+func (c *eventArrays) add(events []mfa.Event) {
+	for _, e := range events {
+		c.userIDs = append(c.userIDs, e.UserID)
+		c.types = append(c.types, string(e.Type))
+		c.ats = append(c.ats, stamp(e.At))
+		c.ips = append(c.ips, e.IP)
+		c.details = append(c.details, e.Detail)
+	}
 }
 
 // queueThrottleLock queues the statements that lock key's row and read its

@@ -214,7 +214,7 @@ func TestImportRefusesNonEmpty(t *testing.T) {
 		}, []string{"users"}},
 		{"Throttle", func(t *testing.T, db *DB) {
 			key := mfa.ThrottleKey{Subject: "email:00", Method: mfa.MethodPassword}
-			if _, _, err := db.RecordFailure(t.Context(), key, time.Now(), time.Now().Add(-time.Hour), func(mfa.ThrottleState) bool { return true }); err != nil {
+			if _, _, err := db.RecordFailure(t.Context(), key, time.Now(), time.Now().Add(-time.Hour), func(mfa.ThrottleState) bool { return true }, nil); err != nil {
 				t.Fatalf("RecordFailure: %v", err)
 			}
 		}, []string{"throttles", "throttle_failures"}},

@@ -195,12 +195,12 @@ func TestRecordFailurePrunes(t *testing.T) {
 	admit := func(mfa.ThrottleState) bool { return true }
 	for i := range 10 {
 		at := base.Add(time.Duration(i) * time.Hour)
-		if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), admit); err != nil {
+		if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), admit, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	at := base.Add(30 * time.Hour)
-	if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), admit); err != nil {
+	if _, _, err := db.RecordFailure(ctx, key, at, at.Add(-mfa.ThrottleWindow), admit, nil); err != nil {
 		t.Fatal(err)
 	}
 	var n int

@@ -589,12 +589,13 @@ func (db *DB) ThrottleState(ctx context.Context, key mfa.ThrottleKey, since time
 }
 
 // RecordFailure reads the key's state and, if admit approves it, records a
-// failure at time at, in one write transaction: concurrent calls, from this
-// process or another, see each other's failures. admit runs while the
-// database's write lock is held, so it must be quick, and it must not call
-// the store: the one write connection is busy, a write would wait forever.
-// The key's failures before since are deleted on the way.
-func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since time.Time, admit func(mfa.ThrottleState) bool) (mfa.ThrottleState, bool, error) {
+// failure at time at, and the events that events returns, in one write
+// transaction: concurrent calls, from this process or another, see each
+// other's failures. admit and events run while the database's write lock
+// is held, so they must be quick, and they must not call the store: the one
+// write connection is busy, a write would wait forever. The key's failures
+// before since are deleted on the way.
+func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since time.Time, admit func(mfa.ThrottleState) bool, events func(mfa.ThrottleState) []mfa.Event) (mfa.ThrottleState, bool, error) {
 	var (
 		st       mfa.ThrottleState
 		recorded bool
@@ -602,10 +603,12 @@ func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since 
 	subject, method, atMs, sinceMs := key.Subject, string(key.Method), millis(at), millis(since)
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
+		recorded = false
 		st, err = scanThrottle(tx.StmtContext(ctx, db.st.throttleStateW).QueryRowContext(ctx, subject, method, sinceMs))
 		if err != nil || !admit(st) {
 			return err
 		}
+		st = st.WithFailure(timeOf(atMs), timeOf(sinceMs))
 		if _, err := tx.StmtContext(ctx, db.st.pruneFailures).ExecContext(ctx, subject, method, sinceMs); err != nil {
 			return err
 		}
@@ -615,22 +618,19 @@ func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since 
 		if _, err := tx.StmtContext(ctx, db.st.upsertThrottle).ExecContext(ctx, subject, method, atMs); err != nil {
 			return err
 		}
+		if events != nil {
+			for _, e := range events(st) {
+				e.Notify = false
+				if _, err := db.insertEvent(ctx, tx, &e); err != nil {
+					return err
+				}
+			}
+		}
 		recorded = true
 		return nil
 	})
 	if err != nil {
 		return mfa.ThrottleState{}, false, wrap("record failure", err)
-	}
-	if recorded {
-		t := timeOf(atMs)
-		st.Consecutive++
-		st.LastFailure = t
-		if atMs >= sinceMs {
-			st.WindowCount++
-			if st.WindowOldest.IsZero() || t.Before(st.WindowOldest) {
-				st.WindowOldest = t
-			}
-		}
 	}
 	return st, recorded, nil
 }

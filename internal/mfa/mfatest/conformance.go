@@ -921,7 +921,7 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		key := mfa.ThrottleKey{Subject: "user:1", Method: mfa.MethodTOTP}
 		attempt := base.Add(time.Minute)
 		for _, at := range []time.Time{base, attempt} {
-			if _, _, err := s.RecordFailure(ctx, key, at, base.Add(-time.Hour), always); err != nil {
+			if _, _, err := s.RecordFailure(ctx, key, at, base.Add(-time.Hour), always, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -979,7 +979,7 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		s := newStore(t)
 		u := createUser(t, s, "u@example.com")
 		key := mfa.ThrottleKey{Subject: "email:u", Method: mfa.MethodPassword}
-		if _, _, err := s.RecordFailure(t.Context(), key, base, base.Add(-time.Hour), always); err != nil {
+		if _, _, err := s.RecordFailure(t.Context(), key, base, base.Add(-time.Hour), always, nil); err != nil {
 			t.Fatal(err)
 		}
 		for i, admit := range []func(mfa.ThrottleState) bool{never, always} {
@@ -1009,7 +1009,7 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 			t.Fatalf("ReplacePasswordHash: got %v, %v", ok, err)
 		}
 		key := mfa.ThrottleKey{Subject: "email:u", Method: mfa.MethodPassword}
-		if _, _, err := s.RecordFailure(ctx, key, base, base.Add(-time.Hour), always); err != nil {
+		if _, _, err := s.RecordFailure(ctx, key, base, base.Add(-time.Hour), always, nil); err != nil {
 			t.Fatal(err)
 		}
 		for i, hash := range []string{checked, replaced} {
@@ -1190,6 +1190,54 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 	key := mfa.ThrottleKey{Subject: "user:1", Method: mfa.MethodTOTP}
 	longAgo := base.Add(-mfa.ThrottleWindow)
 
+	t.Run("RecordWithEvents", func(t *testing.T) {
+		// The events of a failure are stored in its write, given the state
+		// with the failure counted; a refused failure stores none, and no
+		// event of a failure queues a notice.
+		s := newStore(t)
+		ctx := t.Context()
+		u := createUser(t, s, "u@example.com")
+		at := base.Add(time.Minute)
+		if _, _, err := s.RecordFailure(ctx, key, base, longAgo, always, nil); err != nil {
+			t.Fatal(err)
+		}
+		var given mfa.ThrottleState
+		events := func(st mfa.ThrottleState) []mfa.Event {
+			given = st
+			return []mfa.Event{
+				{UserID: u.ID, Type: mfa.EventSecondFactorFailed, At: at, IP: "192.0.2.1", Detail: "totp"},
+				{UserID: u.ID, Type: mfa.EventThrottled, At: at, IP: "192.0.2.1", Detail: "totp locked for 30s", Notify: true},
+			}
+		}
+		if _, ok, err := s.RecordFailure(ctx, key, at, longAgo, never, events); ok || err != nil {
+			t.Fatalf("RecordFailure refused by admit: got %v, %v, want false, nil", ok, err)
+		}
+		if evs, err := s.Events(ctx, u.ID, 10); err != nil || len(evs) != 0 {
+			t.Fatalf("events of a refused failure: got %d, %v, want none stored", len(evs), err)
+		}
+		st, ok, err := s.RecordFailure(ctx, key, at, longAgo, always, events)
+		if !ok || err != nil {
+			t.Fatalf("RecordFailure: got %v, %v, want true, nil", ok, err)
+		}
+		want := mfa.ThrottleState{Consecutive: 2, LastFailure: at, WindowCount: 2, WindowOldest: base}
+		checkThrottle(t, "the state given to events", given, want)
+		checkThrottle(t, "RecordFailure with events", st, want)
+		evs, err := s.Events(ctx, u.ID, 10)
+		if err != nil || len(evs) != 2 {
+			t.Fatalf("events stored with the failure: got %d, %v, want 2", len(evs), err)
+		}
+		for i, want := range events(st) {
+			got := evs[len(evs)-1-i] // newest first
+			if got.ID == 0 || got.UserID != want.UserID || got.Type != want.Type || got.IP != want.IP || got.Detail != want.Detail {
+				t.Errorf("event %d: got %+v, want %+v", i, got, want)
+			}
+			checkTime(t, fmt.Sprintf("event %d: At", i), got.At, want.At)
+		}
+		if ids := claimIDs(t, s, at.Add(time.Hour), at.Add(2*time.Hour), 10); len(ids) != 0 {
+			t.Errorf("notices queued by a failure's events: %v, want none", ids)
+		}
+	})
+
 	t.Run("Record", func(t *testing.T) {
 		s := newStore(t)
 		ctx := t.Context()
@@ -1202,7 +1250,7 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		times := []time.Time{base, base.Add(time.Minute), base.Add(2 * time.Minute)}
 		for i, at := range times {
 			var seen mfa.ThrottleState
-			st, ok, err := s.RecordFailure(ctx, key, at, longAgo, func(st mfa.ThrottleState) bool { seen = st; return true })
+			st, ok, err := s.RecordFailure(ctx, key, at, longAgo, func(st mfa.ThrottleState) bool { seen = st; return true }, nil)
 			if !ok || err != nil {
 				t.Fatalf("RecordFailure %d: got %v, %v, want true, nil", i, ok, err)
 			}
@@ -1243,7 +1291,7 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 
 		// A refused failure records nothing.
 		want := mfa.ThrottleState{Consecutive: 3, LastFailure: last, WindowCount: 3, WindowOldest: base}
-		st, ok, err := s.RecordFailure(ctx, key, base.Add(time.Hour), longAgo, func(mfa.ThrottleState) bool { return false })
+		st, ok, err := s.RecordFailure(ctx, key, base.Add(time.Hour), longAgo, func(mfa.ThrottleState) bool { return false }, nil)
 		if ok || err != nil {
 			t.Errorf("RecordFailure refused by admit: got %v, %v, want false, nil", ok, err)
 		}
@@ -1264,7 +1312,7 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		}
 		checkThrottle(t, "ThrottleState after ResetThrottle", got, mfa.ThrottleState{LastFailure: last, WindowCount: 3, WindowOldest: base})
 		at := base.Add(3 * time.Minute)
-		st, ok, err = s.RecordFailure(ctx, key, at, longAgo, always)
+		st, ok, err = s.RecordFailure(ctx, key, at, longAgo, always, nil)
 		if !ok || err != nil {
 			t.Fatalf("RecordFailure after reset: got %v, %v", ok, err)
 		}
@@ -1287,14 +1335,14 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		s := newStore(t)
 		ctx := t.Context()
 		for i := range 5 {
-			if _, ok, err := s.RecordFailure(ctx, key, base.Add(time.Duration(i)*time.Hour), longAgo, always); !ok || err != nil {
+			if _, ok, err := s.RecordFailure(ctx, key, base.Add(time.Duration(i)*time.Hour), longAgo, always, nil); !ok || err != nil {
 				t.Fatalf("RecordFailure: got %v, %v", ok, err)
 			}
 		}
 		// A failure recorded with a later window counts only what is in it.
 		at := base.Add(5 * time.Hour)
 		since := base.Add(3 * time.Hour)
-		st, ok, err := s.RecordFailure(ctx, key, at, since, always)
+		st, ok, err := s.RecordFailure(ctx, key, at, since, always, nil)
 		if !ok || err != nil {
 			t.Fatalf("RecordFailure: got %v, %v", ok, err)
 		}
@@ -1310,7 +1358,7 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 	t.Run("IndependentKeys", func(t *testing.T) {
 		s := newStore(t)
 		ctx := t.Context()
-		if _, _, err := s.RecordFailure(ctx, key, base, longAgo, always); err != nil {
+		if _, _, err := s.RecordFailure(ctx, key, base, longAgo, always, nil); err != nil {
 			t.Fatal(err)
 		}
 		for _, k := range []mfa.ThrottleKey{
@@ -1326,7 +1374,7 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 			checkThrottle(t, fmt.Sprintf("key %+v", k), st, mfa.ThrottleState{})
 		}
 		other := mfa.ThrottleKey{Subject: "user:1", Method: mfa.MethodBackupCode}
-		if _, _, err := s.RecordFailure(ctx, other, base, longAgo, always); err != nil {
+		if _, _, err := s.RecordFailure(ctx, other, base, longAgo, always, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.ResetThrottle(ctx, other, base); err != nil {
@@ -1345,11 +1393,11 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		ctx := t.Context()
 		recent := mfa.ThrottleKey{Subject: "user:2", Method: mfa.MethodTOTP}
 		for _, at := range []time.Time{base, base.Add(time.Hour)} {
-			if _, _, err := s.RecordFailure(ctx, recent, at, longAgo, always); err != nil {
+			if _, _, err := s.RecordFailure(ctx, recent, at, longAgo, always, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, _, err := s.RecordFailure(ctx, key, base, longAgo, always); err != nil {
+		if _, _, err := s.RecordFailure(ctx, key, base, longAgo, always, nil); err != nil {
 			t.Fatal(err)
 		}
 		cut := base.Add(time.Minute)
@@ -1377,7 +1425,7 @@ func testThrottle(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		recorded := race(t, n, func(i int) (bool, error) {
 			at := base.Add(time.Duration(i) * time.Millisecond)
 			_, ok, err := s.RecordFailure(t.Context(), key, at, longAgo,
-				func(st mfa.ThrottleState) bool { return st.WindowCount < ceiling })
+				func(st mfa.ThrottleState) bool { return st.WindowCount < ceiling }, nil)
 			return ok, err
 		})
 		if recorded != ceiling {
@@ -1491,11 +1539,11 @@ func testSignInView(t *testing.T, s mfa.Store) {
 	pending := savePending(t, s, u.ID, "pending secret", base.Add(time.Hour))
 	confirmed(t, s, other.ID, "other secret", 3)
 	for _, at := range []time.Time{base.Add(-mfa.ThrottleWindow - time.Minute), base, base.Add(time.Minute)} {
-		if _, ok, err := s.RecordFailure(ctx, key, at, since.Add(-time.Hour), always); !ok || err != nil {
+		if _, ok, err := s.RecordFailure(ctx, key, at, since.Add(-time.Hour), always, nil); !ok || err != nil {
 			t.Fatalf("RecordFailure: %v, %v", ok, err)
 		}
 	}
-	if _, ok, err := s.RecordFailure(ctx, otherKey, base, since, always); !ok || err != nil {
+	if _, ok, err := s.RecordFailure(ctx, otherKey, base, since, always, nil); !ok || err != nil {
 		t.Fatalf("RecordFailure: %v, %v", ok, err)
 	}
 

@@ -501,9 +501,10 @@ func (m *MemStore) ThrottleState(ctx context.Context, key mfa.ThrottleKey, since
 }
 
 // RecordFailure reads the key's state and, if admit approves it, records a
-// failure at time at, at once. Failures before since are forgotten. admit
-// runs under the store's lock: it must not call the store.
-func (m *MemStore) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since time.Time, admit func(mfa.ThrottleState) bool) (mfa.ThrottleState, bool, error) {
+// failure at time at, and the events that events returns, at once.
+// Failures before since are forgotten. admit and events run under the
+// store's lock: they must not call the store.
+func (m *MemStore) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since time.Time, admit func(mfa.ThrottleState) bool, events func(mfa.ThrottleState) []mfa.Event) (mfa.ThrottleState, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	at, since = storedTime(at), storedTime(since)
@@ -520,7 +521,14 @@ func (m *MemStore) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, s
 	th.consecutive++
 	th.lastFailure = at
 	m.throttles[key] = th
-	return th.state(since), true, nil
+	st = th.state(since)
+	if events != nil {
+		for _, e := range events(st) {
+			e.Notify = false
+			m.addEvent(&e)
+		}
+	}
+	return st, true, nil
 }
 
 // ResetThrottle sets the key's consecutive failure count to zero and

@@ -94,7 +94,7 @@ func SeedEveryTable(t testing.TB, s mfa.Store) *transfer.Data {
 	// with two backup codes.
 	adaTOTP := mfa.ThrottleKey{Subject: fmt.Sprintf("user:%d", ada.ID), Method: mfa.MethodTOTP}
 	since := base.Add(-24 * time.Hour)
-	if _, ok, err := s.RecordFailure(ctx, adaTOTP, at(9*time.Minute), since, always); err != nil || !ok {
+	if _, ok, err := s.RecordFailure(ctx, adaTOTP, at(9*time.Minute), since, always, nil); err != nil || !ok {
 		t.Fatalf("seed: RecordFailure: %v, %v", ok, err)
 	}
 	addEvent(ada.ID, mfa.EventSecondFactorFailed, at(9*time.Minute), "192.0.2.1", "totp")
@@ -137,7 +137,7 @@ func SeedEveryTable(t testing.TB, s mfa.Store) *transfer.Data {
 	bobTOTP := mfa.ThrottleKey{Subject: fmt.Sprintf("user:%d", bob.ID), Method: mfa.MethodTOTP}
 	for i := range 3 {
 		when := at(time.Duration(22+i) * time.Minute)
-		_, ok, err := s.RecordFailure(ctx, bobTOTP, when, since, always)
+		_, ok, err := s.RecordFailure(ctx, bobTOTP, when, since, always, nil)
 		must("RecordFailure", err)
 		if !ok {
 			t.Fatal("seed: RecordFailure refused a failure admit approved")
@@ -145,7 +145,7 @@ func SeedEveryTable(t testing.TB, s mfa.Store) *transfer.Data {
 		addEvent(bob.ID, mfa.EventSecondFactorFailed, when, "2001:db8::2", "totp")
 	}
 	emailKey := mfa.ThrottleKey{Subject: "email:9f86d081884c7d659a2feaa0c55ad015", Method: mfa.MethodPassword}
-	_, _, err = s.RecordFailure(ctx, emailKey, at(25*time.Minute), since, always)
+	_, _, err = s.RecordFailure(ctx, emailKey, at(25*time.Minute), since, always, nil)
 	must("RecordFailure", err)
 	addEvent(bob.ID, mfa.EventLoginFailed, at(25*time.Minute), "198.51.100.7", "wrong password")
 
