@@ -191,6 +191,26 @@ func TestAPISecondFactorThrottled(t *testing.T) {
 	e.do(request{method: "GET", path: "/api/v1/me", token: r.token(t)}).wantStatus(t, http.StatusOK)
 }
 
+// A request that leaves out the code is malformed: it is answered 400 and
+// not counted against the throttle as a wrong code would be.
+func TestAPISecondFactorMissingCode(t *testing.T) {
+	e := newEnv(t)
+	secret, _ := e.userWith2FA()
+	half, _ := e.login(testEmail, testPassword)
+	for _, body := range []string{`{"method":"totp"}`, `{"method":"totp","code":null}`, `{"code":"123456"}`} {
+		for range mfa.FreeFailures {
+			r := e.do(request{method: "POST", path: "/api/v1/login/second-factor", token: half, body: body,
+				header: map[string]string{"Content-Type": "application/json"}})
+			r.wantError(t, http.StatusBadRequest, "invalid_request")
+			if !strings.Contains(r.Body.String(), "is missing") {
+				t.Errorf("%s: the message does not name the missing field: %s", body, r.Body)
+			}
+		}
+	}
+	r := e.do(request{method: "POST", path: "/api/v1/login/second-factor", token: half, body: map[string]string{"method": "totp", "code": e.totp(secret)}})
+	r.wantStatus(t, http.StatusOK)
+}
+
 func TestAPISecondFactorBadMethod(t *testing.T) {
 	e := newEnv(t)
 	e.userWith2FA()
@@ -542,6 +562,8 @@ func TestAPIMalformedRequests(t *testing.T) {
 		{"empty", "application/json", ``, 400, "invalid_request"},
 		{"two objects", "application/json", `{"email":"a@b.c"}{"email":"d@e.f"}`, 400, "invalid_request"},
 		{"garbage", "application/json; charset=utf-8", `<html>`, 400, "invalid_request"},
+		{"missing field", "application/json", `{"email":"a@b.c"}`, 400, "invalid_request"},
+		{"null field", "application/json", `{"email":"a@b.c","password":null}`, 400, "invalid_request"},
 		{"form body", "application/x-www-form-urlencoded", `email=a&password=b`, 415, "unsupported_media_type"},
 		{"no content type", "", `{"email":"a@b.c","password":"x"}`, 415, "unsupported_media_type"},
 		{"too large", "application/json", `{"email":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "request_too_large"},

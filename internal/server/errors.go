@@ -1,12 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -146,25 +148,61 @@ func (k *kit) writeJSON(w http.ResponseWriter, r *http.Request, status int, v an
 	w.Write(append(b, '\n'))
 }
 
-// decodeJSON reads a request body holding one JSON object into v. Every way
-// it can fail is the client's mistake: 400, 413 or 415, never 500.
+// decodeJSON reads a request body holding one JSON object into v, a
+// pointer to a request struct. Every field of v is required: a field left
+// out (or null) is a malformed request, not an empty password or code to be
+// checked, and counted as a failure. Every way it can fail is the client's
+// mistake: 400, 413 or 415, never 500.
 func decodeJSON(r *http.Request, v any) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return errNotJSON
 	}
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return jsonError(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errTooLarge
-		}
 		return invalidRequest("The request body must hold a single JSON object.")
 	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return jsonError(err)
+	}
+	for _, name := range jsonFieldNames(reflect.TypeOf(v).Elem()) {
+		if !hasField(fields, name) {
+			return invalidRequest("The field %q is missing.", name)
+		}
+	}
 	return nil
+}
+
+// jsonFieldNames lists the JSON names of a struct type's fields.
+func jsonFieldNames(t reflect.Type) []string {
+	names := make([]string, 0, t.NumField())
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+// hasField reports whether fields holds name, not null. Keys match as
+// encoding/json matches them to struct fields: ignoring case.
+func hasField(fields map[string]json.RawMessage, name string) bool {
+	for k, raw := range fields {
+		if strings.EqualFold(k, name) && string(raw) != "null" {
+			return true
+		}
+	}
+	return false
 }
 
 func jsonError(err error) error {
@@ -198,9 +236,15 @@ func jsonTypeName(goKind string) string {
 	return "number"
 }
 
-// parseForm parses a form post, answering a body too large with 413.
+// parseForm parses a form post, URL-encoded as the pages send it or
+// multipart as some clients do, answering a body too large with 413.
 func parseForm(r *http.Request) error {
-	if err := r.ParseForm(); err != nil {
+	parse := r.ParseForm
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		// The body is bounded by maxBodyBytes already, so it is held in memory.
+		parse = func() error { return r.ParseMultipartForm(maxBodyBytes) }
+	}
+	if err := parse(); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return errTooLarge

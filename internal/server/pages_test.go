@@ -6,6 +6,7 @@ import (
 	"html"
 	"image/png"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -301,6 +302,26 @@ func TestPageLoginErrors(t *testing.T) {
 
 	r = e.do(request{method: "POST", path: "/login", form: true, body: "email=" + strings.Repeat("a", 70<<10)})
 	r.wantStatus(t, http.StatusRequestEntityTooLarge)
+}
+
+// A form posted as multipart/form-data is read like a URL-encoded one.
+func TestPageMultipartForm(t *testing.T) {
+	e := newEnv(t)
+	e.createUser(testEmail, testPassword)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, kv := range [][2]string{{"email", testEmail}, {"password", testPassword}} {
+		if err := mw.WriteField(kv[0], kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do(request{method: "POST", path: "/login", body: body.Bytes(), header: map[string]string{"Content-Type": mw.FormDataContentType()}})
+	r.wantRedirect(t, "/dashboard")
+	bad := e.do(request{method: "POST", path: "/login", body: "--x\r\nbroken", header: map[string]string{"Content-Type": "multipart/form-data; boundary=x"}})
+	bad.wantStatus(t, http.StatusBadRequest)
 }
 
 func TestProtectedPagesRedirect(t *testing.T) {
