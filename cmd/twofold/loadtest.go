@@ -629,7 +629,7 @@ func enrollUser(ctx context.Context, svc *mfa.Service, email string) (ltUser, er
 	// (as in a short run) can use the current code. A step boundary passed
 	// between making and checking the code makes it too old: try again.
 	for try := 0; ; try++ {
-		_, err = svc.ConfirmTOTP(ctx, u, lu.code(time.Now().Add(-otp.DefaultPeriod)), ltClient)
+		_, _, err = svc.ConfirmTOTP(ctx, u, lu.code(time.Now().Add(-otp.DefaultPeriod)), ltClient)
 		if err == nil || !errors.Is(err, mfa.ErrInvalidCode) || try == 2 {
 			break
 		}

@@ -169,36 +169,40 @@ func (s *Service) pendingFactor(ctx context.Context, userID int64) (*Factor, []b
 
 // ConfirmTOTP turns two-factor authentication on once the user proves, with a
 // code, that the app holds the secret. It returns the new backup codes,
-// which are shown this once and never again.
-func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Client) ([]string, error) {
+// which are shown this once and never again, and the caller's new session
+// token: every session of the user ends, as with ChangePassword. The token
+// is empty when that session could not be started: the codes are shown
+// still, and the user signs in again, now with a code.
+func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Client) (codes []string, token string, err error) {
 	f, secret, err := s.pendingFactor(ctx, u.ID)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	a, err := s.begin(ctx, userKey(u.ID, MethodTOTP))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	step, ok := otp.Verify(secret, code, s.clock(), 0, totpParams)
 	if !ok {
 		s.record(ctx, u.ID, EventSecondFactorFailed, c, setupDetail)
-		return nil, s.failed(ctx, a, u.ID, c, ErrInvalidCode)
+		return nil, "", s.failed(ctx, a, u.ID, c, ErrInvalidCode)
 	}
 	if err := s.succeeded(ctx, a); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	codes, stored, err := s.newBackupCodes(u.ID)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := s.store.ConfirmFactor(ctx, f.ID, s.clock(), step, stored); err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return nil, ErrNoEnrollment
+			return nil, "", ErrNoEnrollment
 		}
-		return nil, fmt.Errorf("mfa: confirm totp: %w", err)
+		return nil, "", fmt.Errorf("mfa: confirm totp: %w", err)
 	}
 	s.record(ctx, u.ID, EventTwoFactorEnabled, c, "authenticator app")
-	return codes, nil
+	token, err = s.restartSessions(ctx, u, c, "confirm totp")
+	return codes, token, err
 }
 
 // checkTOTP checks a code against the user's confirmed factor, refusing
@@ -234,16 +238,18 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, u *User, password s
 	return codes, nil
 }
 
-// DisableTwoFactor removes every factor and backup code of the user.
-func (s *Service) DisableTwoFactor(ctx context.Context, u *User, password string, c Client) error {
+// DisableTwoFactor removes every factor and backup code of the user. Every
+// session of the user ends, and the caller's new session token is
+// returned, as with ConfirmTOTP.
+func (s *Service) DisableTwoFactor(ctx context.Context, u *User, password string, c Client) (token string, err error) {
 	if err := s.requireEnabled(ctx, u, password, c); err != nil {
-		return err
+		return "", err
 	}
 	if err := s.store.DeleteFactors(ctx, u.ID); err != nil {
-		return fmt.Errorf("mfa: disable: %w", err)
+		return "", fmt.Errorf("mfa: disable: %w", err)
 	}
 	s.record(ctx, u.ID, EventTwoFactorDisabled, c, "")
-	return nil
+	return s.restartSessions(ctx, u, c, "disable")
 }
 
 func (s *Service) requireEnabled(ctx context.Context, u *User, password string, c Client) error {

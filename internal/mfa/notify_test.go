@@ -100,7 +100,7 @@ func TestNoticesOfChanges(t *testing.T) {
 	if u, err = f.store.UserByID(ctx, u.ID); err != nil { // with the new hash
 		t.Fatal(err)
 	}
-	if err := f.svc.DisableTwoFactor(ctx, u, newPassword, client); err != nil {
+	if _, err := f.svc.DisableTwoFactor(ctx, u, newPassword, client); err != nil {
 		t.Fatal(err)
 	}
 	f.enableWith(t, u, newPassword)

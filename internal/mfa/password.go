@@ -32,6 +32,19 @@ func (s *Service) ChangePassword(ctx context.Context, u *User, current, next str
 		return "", err
 	}
 	s.record(ctx, u.ID, EventPasswordChanged, c, "")
+	token, err = s.startFullSession(ctx, u, c)
+	if err != nil {
+		return "", &Error{Kind: KindUnauthenticated, Code: "sign_in_again",
+			Message: "Your password has been changed. Sign in again with the new password.",
+			Err:     fmt.Errorf("mfa: change password: %w", err)}
+	}
+	return token, nil
+}
+
+// startFullSession starts a fully signed-in session of u for the client
+// and returns its token: the caller's session after a change that ended
+// every other.
+func (s *Service) startFullSession(ctx context.Context, u *User, c Client) (string, error) {
 	token, id, err := s.newToken()
 	if err != nil {
 		return "", err
@@ -39,9 +52,24 @@ func (s *Service) ChangePassword(ctx context.Context, u *User, current, next str
 	now := s.clock()
 	sess := &Session{ID: id, UserID: u.ID, Level: LevelFull, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.absolute), IP: c.IP}
 	if err := s.store.CreateSession(ctx, sess); err != nil {
-		return "", &Error{Kind: KindUnauthenticated, Code: "sign_in_again",
-			Message: "Your password has been changed. Sign in again with the new password.",
-			Err:     fmt.Errorf("mfa: change password: new session: %w", err)}
+		return "", fmt.Errorf("new session: %w", err)
+	}
+	return token, nil
+}
+
+// restartSessions ends every session of u and starts a new one for the
+// client, whose token it returns, after a change to how the account is
+// protected: a session someone else opened before the change, knowing the
+// password alone, does not outlive it. When only the new session fails,
+// the change stands and the token is empty: the client signs in again.
+func (s *Service) restartSessions(ctx context.Context, u *User, c Client, op string) (string, error) {
+	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
+		return "", fmt.Errorf("mfa: %s: end sessions: %w", op, err)
+	}
+	token, err := s.startFullSession(ctx, u, c)
+	if err != nil {
+		s.log.ErrorContext(ctx, op+": the caller must sign in again", "user_id", u.ID, "err", err)
+		return "", nil
 	}
 	return token, nil
 }

@@ -156,7 +156,7 @@ func (f *fixture) enableWith(t *testing.T, u *mfa.User, password string) ([]byte
 	if err != nil {
 		t.Fatal(err)
 	}
-	codes, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client)
+	codes, _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client)
 	if err != nil {
 		t.Fatalf("ConfirmTOTP: %v", err)
 	}
@@ -623,7 +623,7 @@ func TestSensitiveChangesNeedPassword(t *testing.T) {
 	if _, err := f.svc.RegenerateBackupCodes(ctx, u, "not my password", client); !errors.Is(err, mfa.ErrWrongPassword) {
 		t.Fatalf("RegenerateBackupCodes with a wrong password: got %v", err)
 	}
-	if err := f.svc.DisableTwoFactor(ctx, u, "not my password", client); !errors.Is(err, mfa.ErrWrongPassword) {
+	if _, err := f.svc.DisableTwoFactor(ctx, u, "not my password", client); !errors.Is(err, mfa.ErrWrongPassword) {
 		t.Fatalf("DisableTwoFactor with a wrong password: got %v", err)
 	}
 	if st, _ := f.svc.Status(ctx, u.ID); !st.TwoFactorEnabled {
@@ -895,10 +895,10 @@ func TestEnrollment(t *testing.T) {
 	if len(fs) != 1 || bytes.Contains(fs[0].Secret, secret) {
 		t.Fatal("TOTP secret stored in clear")
 	}
-	if _, err := f.svc.ConfirmTOTP(ctx, u, mfatest.WrongCode(t, secret, f.clock.Now()), client); !errors.Is(err, mfa.ErrInvalidCode) {
+	if _, _, err := f.svc.ConfirmTOTP(ctx, u, mfatest.WrongCode(t, secret, f.clock.Now()), client); !errors.Is(err, mfa.ErrInvalidCode) {
 		t.Fatalf("confirm with a wrong code: %v", err)
 	}
-	if _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); err != nil {
+	if _, _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.svc.BeginTOTP(ctx, u, testPassword, client); !errors.Is(err, mfa.ErrAlreadyEnabled) {
@@ -916,7 +916,7 @@ func TestEnrollmentExpires(t *testing.T) {
 	enr, _ := f.svc.BeginTOTP(ctx, u, testPassword, client)
 	secret, _ := otp.DecodeSecret(enr.Secret)
 	f.clock.Advance(16 * time.Minute)
-	if _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); !errors.Is(err, mfa.ErrNoEnrollment) {
+	if _, _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); !errors.Is(err, mfa.ErrNoEnrollment) {
 		t.Fatalf("confirm after 16 minutes: got %v, want ErrNoEnrollment", err)
 	}
 }
@@ -1016,12 +1016,53 @@ func TestPendingLoginExpires(t *testing.T) {
 	wantErr(t, err, mfa.ErrLoginExpired)
 }
 
+// Turning 2FA on or off ends every session of the account, full or half
+// signed in: one opened before the change with the password alone does not
+// outlive it. The caller gets a new full session.
+func TestTwoFactorChangesEndOtherSessions(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	full := f.login(t, u.Email).Token
+	enr, err := f.svc.BeginTOTP(ctx, u, testPassword, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := otp.DecodeSecret(enr.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, token, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.svc.Authenticate(ctx, full); !errors.Is(err, mfa.ErrUnauthenticated) {
+		t.Errorf("a session from before 2FA was turned on: got %v, want ErrUnauthenticated", err)
+	}
+	if _, _, err := f.svc.Authenticate(ctx, token); err != nil {
+		t.Errorf("the caller's new session after turning 2FA on: %v", err)
+	}
+
+	f.pastSpentSteps(secret)
+	half := f.login(t, u.Email).Token
+	token, err = f.svc.DisableTwoFactor(ctx, u, testPassword, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.svc.PendingLogin(ctx, half); !errors.Is(err, mfa.ErrLoginExpired) {
+		t.Errorf("a half-finished sign-in from before 2FA was turned off: got %v, want ErrLoginExpired", err)
+	}
+	if _, _, err := f.svc.Authenticate(ctx, token); err != nil {
+		t.Errorf("the caller's new session after turning 2FA off: %v", err)
+	}
+}
+
 func TestDisableAndReset(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
 	f.enable(t, u)
-	if err := f.svc.DisableTwoFactor(ctx, u, testPassword, client); err != nil {
+	if _, err := f.svc.DisableTwoFactor(ctx, u, testPassword, client); err != nil {
 		t.Fatal(err)
 	}
 	if f.login(t, u.Email).SecondFactorRequired() {
@@ -1061,7 +1102,7 @@ func TestEventsRecorded(t *testing.T) {
 	_ = f.svc.Logout(ctx, full.Token, client)
 	_, _ = f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodBackupCode, codes[0], client)
 	_, _ = f.svc.RegenerateBackupCodes(ctx, u, testPassword, client)
-	_ = f.svc.DisableTwoFactor(ctx, u, testPassword, client)
+	_, _ = f.svc.DisableTwoFactor(ctx, u, testPassword, client)
 
 	events, err := f.svc.Events(ctx, u.ID, 100)
 	if err != nil {

@@ -177,11 +177,12 @@ func apiConfirmTOTP(k *kit, svc *mfa.Service) http.Handler {
 			k.fail(w, r, err)
 			return
 		}
-		codes, err := svc.ConfirmTOTP(r.Context(), u, req.Code, k.client(r))
+		codes, token, err := svc.ConfirmTOTP(r.Context(), u, req.Code, k.client(r))
 		if err != nil {
 			k.fail(w, r, err)
 			return
 		}
+		k.replaceToken(w, r, token)
 		k.writeJSON(w, r, http.StatusOK, backupCodesResponse{BackupCodes: codes})
 	})
 }
@@ -209,10 +210,12 @@ func apiDisableTwoFactor(k *kit, svc *mfa.Service) http.Handler {
 			k.fail(w, r, err)
 			return
 		}
-		if err := svc.DisableTwoFactor(r.Context(), u, req.Password, k.client(r)); err != nil {
+		token, err := svc.DisableTwoFactor(r.Context(), u, req.Password, k.client(r))
+		if err != nil {
 			k.fail(w, r, err)
 			return
 		}
+		k.replaceToken(w, r, token)
 		w.WriteHeader(http.StatusNoContent)
 	})
 }

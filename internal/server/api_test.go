@@ -223,6 +223,7 @@ func TestAPIEnableFlow(t *testing.T) {
 	e := newEnv(t)
 	e.createUser(testEmail, testPassword)
 	token, _ := e.login(testEmail, testPassword)
+	other, _ := e.login(testEmail, testPassword) // signed in elsewhere
 
 	e.do(request{method: "POST", path: "/api/v1/me/totp", body: map[string]string{"password": testPassword}}).
 		wantError(t, http.StatusUnauthorized, "unauthenticated")
@@ -268,6 +269,12 @@ func TestAPIEnableFlow(t *testing.T) {
 		wantError(t, http.StatusUnauthorized, "invalid_code")
 	r = e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.totp(secret)}})
 	r.wantStatus(t, http.StatusOK)
+	// Every session from before ends, the caller's included; the caller
+	// gets a new one.
+	for _, old := range []string{token, other} {
+		e.do(request{method: "GET", path: "/api/v1/me", token: old}).wantError(t, http.StatusUnauthorized, "unauthenticated")
+	}
+	token = r.token(t)
 	var cr codesResponse
 	r.json(t, &cr)
 	if len(cr.BackupCodes) != 10 {
@@ -357,12 +364,17 @@ func TestAPIDisableTwoFactor(t *testing.T) {
 
 	e.do(request{method: "POST", path: "/api/v1/me/two-factor/disable", token: full, body: map[string]string{"password": "wrong password here"}}).
 		wantError(t, http.StatusForbidden, "invalid_password")
+	other := e.fullLogin(secret) // signed in elsewhere
 	r := e.do(request{method: "POST", path: "/api/v1/me/two-factor/disable", token: full, body: map[string]string{"password": testPassword}})
 	r.wantStatus(t, http.StatusNoContent)
 	if r.Body.Len() != 0 {
 		t.Errorf("204 body: got %q, want none", r.Body)
 	}
-	e.do(request{method: "POST", path: "/api/v1/me/two-factor/disable", token: full, body: map[string]string{"password": testPassword}}).
+	// Every session from before ends; the caller gets a new one.
+	for _, old := range []string{full, other} {
+		e.do(request{method: "GET", path: "/api/v1/me", token: old}).wantError(t, http.StatusUnauthorized, "unauthenticated")
+	}
+	e.do(request{method: "POST", path: "/api/v1/me/two-factor/disable", token: r.token(t), body: map[string]string{"password": testPassword}}).
 		wantError(t, http.StatusConflict, "two_factor_not_enabled")
 
 	_, status := e.login(testEmail, testPassword)

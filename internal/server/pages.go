@@ -462,8 +462,9 @@ func pageConfirm(k *kit, svc *mfa.Service) http.Handler {
 			k.fail(w, r, err)
 			return
 		}
-		codes, err := svc.ConfirmTOTP(r.Context(), u, r.PostFormValue("code"), k.client(r))
+		codes, token, err := svc.ConfirmTOTP(r.Context(), u, r.PostFormValue("code"), k.client(r))
 		if err == nil {
+			k.replaceToken(w, r, token)
 			renderCodes(k, w, r, u, "Save your backup codes",
 				"Two-factor authentication is now on. If you lose your phone, each of these codes lets you sign in once. "+
 					"Keep them somewhere safe: this is the only time they are shown.",
@@ -590,9 +591,12 @@ func pageDisableSubmit(k *kit, svc *mfa.Service) http.Handler {
 			k.fail(w, r, err)
 			return
 		}
-		var err error = errNotUnderstood
+		var (
+			token string
+			err   error = errNotUnderstood
+		)
 		if r.PostFormValue("understand") == "yes" {
-			err = svc.DisableTwoFactor(r.Context(), u, r.PostFormValue("password"), k.client(r))
+			token, err = svc.DisableTwoFactor(r.Context(), u, r.PostFormValue("password"), k.client(r))
 		}
 		if errors.Is(err, mfa.ErrNotEnabled) {
 			redirect(w, r, "/settings/security?msg=not_enabled")
@@ -605,6 +609,7 @@ func pageDisableSubmit(k *kit, svc *mfa.Service) http.Handler {
 			})
 			return
 		}
+		k.replaceToken(w, r, token)
 		redirect(w, r, "/settings/security?msg=disabled")
 	})
 }

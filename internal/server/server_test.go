@@ -322,9 +322,10 @@ type codesResponse struct {
 }
 
 // enable turns 2FA on through the API for the session token and returns
-// the secret and the backup codes. The clock then moves on to a step whose
+// the secret, the backup codes and the new session token (turning 2FA on
+// ends every session of the account, the caller's included). The clock then moves on to a step whose
 // code is not spent, so the test can send the current code next.
-func (e *env) enable(token string) ([]byte, []string) {
+func (e *env) enable(token string) (secret []byte, codes []string, newToken string) {
 	e.t.Helper()
 	r := e.do(request{method: "POST", path: "/api/v1/me/totp", token: token, body: map[string]string{"password": testPassword}})
 	r.wantStatus(e.t, http.StatusOK)
@@ -339,7 +340,7 @@ func (e *env) enable(token string) ([]byte, []string) {
 	var cr codesResponse
 	r.json(e.t, &cr)
 	e.pastSpentSteps(secret)
-	return secret, cr.BackupCodes
+	return secret, cr.BackupCodes, r.token(e.t)
 }
 
 // userWith2FA creates the test user with two-factor authentication on and
@@ -348,7 +349,7 @@ func (e *env) userWith2FA() ([]byte, []string) {
 	e.t.Helper()
 	e.createUser(testEmail, testPassword)
 	token, _ := e.login(testEmail, testPassword)
-	secret, codes := e.enable(token)
+	secret, codes, token := e.enable(token)
 	e.do(request{method: "POST", path: "/api/v1/logout", token: token}).wantStatus(e.t, http.StatusNoContent)
 	return secret, codes
 }

@@ -65,6 +65,17 @@ func (k *kit) clearToken(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// replaceToken gives the client the token of the session that a change to
+// its account started, after ending every other; with none started (an
+// empty token), the client is signed out.
+func (k *kit) replaceToken(w http.ResponseWriter, r *http.Request, token string) {
+	if token == "" {
+		k.clearToken(w, r)
+		return
+	}
+	k.setToken(w, r, token)
+}
+
 // signIn gives the client the token of a new session from Login. A session
 // the client held before (another account, or a sign-in left half-way) is
 // ended on the server, so it cannot linger unseen.
