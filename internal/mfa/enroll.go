@@ -207,18 +207,23 @@ func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Clien
 
 // checkTOTP checks a code against the user's confirmed factor, refusing
 // the step last used and any earlier one. It returns the factor and step to
-// claim; the claim itself is part of completing the sign-in.
-func (s *Service) checkTOTP(userID int64, factors []Factor, code string) (factorID, step int64, ok bool, err error) {
+// claim; the claim itself is part of completing the sign-in. A code refused
+// only because its step is spent is reported as used.
+func (s *Service) checkTOTP(userID int64, factors []Factor, code string) (factorID, step int64, ok, used bool, err error) {
 	f := confirmedTOTPOf(factors)
 	if f == nil {
-		return 0, 0, false, nil
+		return 0, 0, false, false, nil
 	}
 	secret, err := s.cipher.Open(f.Secret, totpAD(userID))
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("mfa: open totp secret: %w", err)
+		return 0, 0, false, false, fmt.Errorf("mfa: open totp secret: %w", err)
 	}
-	step, ok = otp.Verify(secret, code, s.clock(), f.LastStep, totpParams)
-	return f.ID, step, ok, nil
+	now := s.clock()
+	step, ok = otp.Verify(secret, code, now, f.LastStep, totpParams)
+	if !ok && f.LastStep > 0 {
+		_, used = otp.Verify(secret, code, now, 0, totpParams)
+	}
+	return f.ID, step, ok, used, nil
 }
 
 // RegenerateBackupCodes replaces the user's backup codes ("Show Codes"):

@@ -55,6 +55,10 @@ var ErrConflict = &Error{Kind: KindConflict, Code: "conflict", Message: "already
 var (
 	ErrInvalidCredentials = &Error{Kind: KindUnauthenticated, Code: "invalid_credentials", Message: "The email address or password is incorrect."}
 	ErrInvalidCode        = &Error{Kind: KindUnauthenticated, Code: "invalid_code", Message: "That code is not valid. Check the code and try again."}
+	// ErrCodeUsed answers a code that was right once but is spent: a TOTP
+	// code of a step already used (say, the one just typed to turn 2FA on).
+	// For API clients it is an invalid_code like any other.
+	ErrCodeUsed = &Error{Kind: KindUnauthenticated, Code: "invalid_code", Message: "That code has been used already. Wait for the next code in your app, then enter it."}
 	ErrUnauthenticated    = &Error{Kind: KindUnauthenticated, Code: "unauthenticated", Message: "Please sign in."}
 	ErrLoginExpired       = &Error{Kind: KindUnauthenticated, Code: "login_expired", Message: "Your sign-in has expired. Please sign in again."}
 	ErrSignupClosed       = &Error{Kind: KindForbidden, Code: "signup_disabled", Message: "Sign-up is not open on this server."}

@@ -201,17 +201,20 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 	key := userKey(u.ID, method)
 	now := s.clock()
 	up := Upgrade{Old: sess.ID, Throttle: key, Since: now.Add(-ThrottleWindow), Admit: admitAt(now)}
-	var ok bool
+	var ok, used bool
 	if method == MethodTOTP {
-		up.ClaimFactor, up.ClaimStep, ok, err = s.checkTOTP(u.ID, v.Factors, code)
+		up.ClaimFactor, up.ClaimStep, ok, used, err = s.checkTOTP(u.ID, v.Factors, code)
 	} else {
 		up.BackupCode, ok, err = s.checkBackupCode(ctx, u.ID, code)
 	}
 	if err != nil {
 		return nil, err
 	}
+	if used {
+		return nil, s.secondFactorFailed(ctx, key, u.ID, c, string(method)+usedDetailSuffix, ErrCodeUsed)
+	}
 	if !ok {
-		return nil, s.secondFactorFailed(ctx, key, u.ID, c, string(method))
+		return nil, s.secondFactorFailed(ctx, key, u.ID, c, string(method), ErrInvalidCode)
 	}
 
 	newToken, id, err := s.newToken()
@@ -230,7 +233,7 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 		if _, err := s.store.Session(ctx, sess.ID); err != nil {
 			return nil, ErrLoginExpired
 		}
-		return nil, s.secondFactorFailed(ctx, key, u.ID, c, string(method)+usedDetailSuffix)
+		return nil, s.secondFactorFailed(ctx, key, u.ID, c, string(method)+usedDetailSuffix, ErrCodeUsed)
 	}
 	if method == MethodBackupCode {
 		s.record(ctx, u.ID, EventBackupCodeUsed, c, "")
@@ -238,10 +241,10 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 	return &LoginResult{Token: newToken, Session: up.Next, User: u}, nil
 }
 
-// secondFactorFailed records a failed second factor and counts it against
-// key, or answers rate-limited while the key is locked.
-func (s *Service) secondFactorFailed(ctx context.Context, key ThrottleKey, userID int64, c Client, detail string) error {
-	return s.fail(ctx, key, Event{UserID: userID, Type: EventSecondFactorFailed, IP: c.IP, Detail: detail}, ErrInvalidCode)
+// secondFactorFailed records a failed second factor, counts it against key
+// and returns err, or answers rate-limited while the key is locked.
+func (s *Service) secondFactorFailed(ctx context.Context, key ThrottleKey, userID int64, c Client, detail string, err error) error {
+	return s.fail(ctx, key, Event{UserID: userID, Type: EventSecondFactorFailed, IP: c.IP, Detail: detail}, err)
 }
 
 // touchEvery limits session writes: LastSeenAt is refreshed at most this often.

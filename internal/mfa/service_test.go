@@ -407,10 +407,15 @@ func TestTOTPWindowAndReplay(t *testing.T) {
 			if !tt.ok {
 				return
 			}
-			// The same code, or a code of an earlier step, is never accepted again.
+			// The same code, or a code of an earlier step, is never accepted
+			// again: within the window it is answered as used.
 			for _, replay := range []int{tt.offset, tt.offset - 1} {
 				_, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, f.code(t, secret, replay), client)
-				wantErr(t, err, mfa.ErrInvalidCode)
+				want := mfa.ErrCodeUsed
+				if replay < -1 {
+					want = mfa.ErrInvalidCode
+				}
+				wantErr(t, err, want)
 			}
 		})
 	}
@@ -904,9 +909,10 @@ func TestEnrollment(t *testing.T) {
 	if _, err := f.svc.BeginTOTP(ctx, u, testPassword, client); !errors.Is(err, mfa.ErrAlreadyEnabled) {
 		t.Fatalf("BeginTOTP when enabled: %v", err)
 	}
-	// The code that confirmed enrollment cannot sign in.
+	// The code that confirmed enrollment cannot sign in, and the user is
+	// told why.
 	_, err = f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodTOTP, f.code(t, secret, 0), client)
-	wantErr(t, err, mfa.ErrInvalidCode)
+	wantErr(t, err, mfa.ErrCodeUsed)
 }
 
 func TestEnrollmentExpires(t *testing.T) {
