@@ -48,17 +48,17 @@ func (p Policy) Check(password string) error {
 		maxLen = DefaultMaxLength
 	}
 	if !utf8.ValidString(password) {
-		return &PolicyError{Reason: "password contains invalid characters (it is not valid UTF-8 text)"}
+		return &PolicyError{Reason: "The password contains characters that are not valid text (it is not UTF-8)."}
 	}
 	n := utf8.RuneCountInString(password)
 	if n < minLen {
-		return &PolicyError{Reason: fmt.Sprintf("password must be at least %d characters", minLen)}
+		return &PolicyError{Reason: fmt.Sprintf("The password must be at least %d characters long.", minLen)}
 	}
 	if n > maxLen {
-		return &PolicyError{Reason: fmt.Sprintf("password must be at most %d characters", maxLen)}
+		return &PolicyError{Reason: fmt.Sprintf("The password must be at most %d characters long.", maxLen)}
 	}
 	if p.Blocklist.Contains(password) {
-		return &PolicyError{Reason: "this password is among the most commonly used passwords; choose another"}
+		return &PolicyError{Reason: "This password is among the most commonly used passwords. Choose another."}
 	}
 	return nil
 }

@@ -10,9 +10,9 @@ import (
 )
 
 const (
-	reasonShort  = "password must be at least 12 characters"
-	reasonLong   = "password must be at most 128 characters"
-	reasonCommon = "this password is among the most commonly used passwords; choose another"
+	reasonShort  = "The password must be at least 12 characters long."
+	reasonLong   = "The password must be at most 128 characters long."
+	reasonCommon = "This password is among the most commonly used passwords. Choose another."
 )
 
 func TestPolicyCheck(t *testing.T) {
@@ -34,7 +34,7 @@ func TestPolicyCheck(t *testing.T) {
 		{"129 emoji", strings.Repeat("🔐", 129), reasonLong},
 		{"12 accented letters", "ééééééççççàà", ""},
 		{"spaces count", "a b c d e f ", ""},
-		{"invalid UTF-8", "valid prefix\xff\xfe then junk", "password contains invalid characters (it is not valid UTF-8 text)"},
+		{"invalid UTF-8", "valid prefix\xff\xfe then junk", "The password contains characters that are not valid text (it is not UTF-8)."},
 		{"no composition rules: all lower case", "tangerine velvet orbit", ""},
 		{"common", "baseball2000", reasonCommon},
 		{"common, most common entry", "123qweasdzxc", reasonCommon},
@@ -68,10 +68,10 @@ func TestPolicyCustomLimits(t *testing.T) {
 		password string
 		reason   string
 	}{
-		{"1234567", "password must be at least 8 characters"},
+		{"1234567", "The password must be at least 8 characters long."},
 		{"12345678", ""},
 		{"1234567890", ""},
-		{"12345678901", "password must be at most 10 characters"},
+		{"12345678901", "The password must be at most 10 characters long."},
 	}
 	for _, tt := range tests {
 		err := p.Check(tt.password)
