@@ -44,6 +44,7 @@ type flagSet struct {
 	*flag.FlagSet
 	getenv func(string) string
 	errs   []error
+	args   []string // the arguments that are not flags
 }
 
 func newFlagSet(name, synopsis string, getenv func(string) string, stderr io.Writer) *flagSet {
@@ -103,14 +104,39 @@ func (fs *flagSet) dataFlag(cfg *Config) {
 }
 
 // parse parses args and reports bad environment values; -h prints the help.
+// Flags may come after the other arguments too (user add EMAIL --data DIR);
+// everything after "--" is an argument.
 func (fs *flagSet) parse(args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return errHelp
+			}
+			return errUsage
 		}
-		return errUsage
+		rest := fs.FlagSet.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			fs.args = append(fs.args, rest...)
+			break
+		}
+		fs.args = append(fs.args, rest[0])
+		args = rest[1:]
 	}
 	return errors.Join(fs.errs...)
+}
+
+// NArg is the number of arguments that are not flags.
+func (fs *flagSet) NArg() int { return len(fs.args) }
+
+// Arg is the i-th argument that is not a flag, or "".
+func (fs *flagSet) Arg(i int) string {
+	if i < 0 || i >= len(fs.args) {
+		return ""
+	}
+	return fs.args[i]
 }
 
 // errHelp means --help was asked for and printed: not a failure.

@@ -148,7 +148,8 @@ func TestServeUserAddAndSignIn(t *testing.T) {
 	if msg, err := runCmd(t, pw+"\n", "user", "add", "--data", data, "ann@example.com"); err != nil {
 		t.Fatalf("user add: %v: %s", err, msg)
 	}
-	if msg, err := runCmd(t, pw+"\n", "user", "add", "--data", data, "ann@example.com"); err == nil || !strings.Contains(err.Error(), "already exists") {
+	// Flags may follow the email address too.
+	if msg, err := runCmd(t, pw+"\n", "user", "add", "ann@example.com", "--data", data); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Fatalf("user add twice: got %v (%s), want an error saying the account exists", err, msg)
 	}
 	if _, err := runCmd(t, "short\n", "user", "add", "--data", data, "bob@example.com"); err == nil || !strings.Contains(err.Error(), "12") {
@@ -256,6 +257,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"user", "add", "--help"}, false, "TWOFOLD_DATA"},
 		{[]string{"user", "remove", "x@example.com"}, true, "unknown command"},
 		{[]string{"user", "add"}, true, "Usage"},
+		{[]string{"user", "add", "a@example.com", "--data", "DATA", "b@example.com"}, true, "Usage"},
 		{[]string{"key", "spin"}, true, "Usage"},
 		{[]string{"migrate", "--data", "DATA"}, false, "schema version"},
 	}
