@@ -451,6 +451,37 @@ func TestAPILogout(t *testing.T) {
 	e.do(request{method: "GET", path: "/logout"}).wantStatus(t, http.StatusMethodNotAllowed)
 }
 
+// A request no route takes is answered like every other error: JSON under
+// /api/, an error page elsewhere; a wrong method says which are allowed.
+func TestUnmatchedRoutes(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{"GET", "/api/v1/nope", 404, "not_found", ""},
+		{"DELETE", "/api/v1/login", 405, "method_not_allowed", "POST"},
+		{"GET", "/nope", 404, "not_found", ""},
+		{"PUT", "/login", 405, "method_not_allowed", "GET, HEAD, POST"},
+	}
+	for _, tt := range tests {
+		r := e.do(request{method: tt.method, path: tt.path})
+		if got := r.Header().Get("Allow"); got != tt.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tt.method, tt.path, got, tt.allow)
+		}
+		if isAPIPath := strings.HasPrefix(tt.path, "/api/"); isAPIPath {
+			r.wantError(t, tt.status, tt.code)
+			continue
+		}
+		r.wantStatus(t, tt.status)
+		if ct := r.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+			t.Errorf("%s %s: Content-Type %q, want an HTML page", tt.method, tt.path, ct)
+		}
+		page{path: tt.path, body: r.Body.String()}.mustContain(t, "<main", `href="/static/style.css"`)
+	}
+}
+
 func TestAPIEvents(t *testing.T) {
 	e := newEnv(t)
 	secret, codes := e.userWith2FA()
