@@ -58,16 +58,16 @@ var (
 	// ErrCodeUsed answers a code that was right once but is spent: a TOTP
 	// code of a step already used (say, the one just typed to turn 2FA on).
 	// For API clients it is an invalid_code like any other.
-	ErrCodeUsed = &Error{Kind: KindUnauthenticated, Code: "invalid_code", Message: "That code has been used already. Wait for the next code in your app, then enter it."}
-	ErrUnauthenticated    = &Error{Kind: KindUnauthenticated, Code: "unauthenticated", Message: "Please sign in."}
-	ErrLoginExpired       = &Error{Kind: KindUnauthenticated, Code: "login_expired", Message: "Your sign-in has expired. Please sign in again."}
-	ErrSignupClosed       = &Error{Kind: KindForbidden, Code: "signup_disabled", Message: "Sign-up is not open on this server."}
-	ErrEmailTaken         = &Error{Kind: KindConflict, Code: "email_taken", Message: "An account with this email address already exists."}
-	ErrNotEnabled         = &Error{Kind: KindConflict, Code: "two_factor_not_enabled", Message: "Two-factor authentication is not enabled."}
-	ErrAlreadyEnabled     = &Error{Kind: KindConflict, Code: "two_factor_already_enabled", Message: "Two-factor authentication is already enabled."}
-	ErrPasswordChanged    = &Error{Kind: KindConflict, Code: "password_changed_meanwhile", Message: "Your password was changed at the same moment from elsewhere. Sign in again."}
-	ErrNoEnrollment       = &Error{Kind: KindConflict, Code: "no_pending_enrollment", Message: "Start the setup again: no authenticator app is waiting for confirmation."}
-	ErrMethodUnavailable  = &Error{Kind: KindInvalid, Code: "method_unavailable", Message: "That sign-in method is not available for this account."}
+	ErrCodeUsed          = &Error{Kind: KindUnauthenticated, Code: "invalid_code", Message: "That code has been used already. Wait for the next code in your app, then enter it."}
+	ErrUnauthenticated   = &Error{Kind: KindUnauthenticated, Code: "unauthenticated", Message: "Please sign in."}
+	ErrLoginExpired      = &Error{Kind: KindUnauthenticated, Code: "login_expired", Message: "Your sign-in has expired. Please sign in again."}
+	ErrSignupClosed      = &Error{Kind: KindForbidden, Code: "signup_disabled", Message: "Sign-up is not open on this server."}
+	ErrEmailTaken        = &Error{Kind: KindConflict, Code: "email_taken", Message: "An account with this email address already exists."}
+	ErrNotEnabled        = &Error{Kind: KindConflict, Code: "two_factor_not_enabled", Message: "Two-factor authentication is not enabled."}
+	ErrAlreadyEnabled    = &Error{Kind: KindConflict, Code: "two_factor_already_enabled", Message: "Two-factor authentication is already enabled."}
+	ErrPasswordChanged   = &Error{Kind: KindConflict, Code: "password_changed_meanwhile", Message: "Your password was changed at the same moment from elsewhere. Sign in again."}
+	ErrNoEnrollment      = &Error{Kind: KindConflict, Code: "no_pending_enrollment", Message: "Start the setup again: no authenticator app is waiting for confirmation."}
+	ErrMethodUnavailable = &Error{Kind: KindInvalid, Code: "method_unavailable", Message: "That sign-in method is not available for this account."}
 )
 
 // ErrorKind returns the Kind of err, KindInternal for any error that is not an *Error.
