@@ -93,6 +93,9 @@ const (
 	MethodPassword   Method = "password" // the first step, throttled like the others
 	MethodTOTP       Method = "totp"
 	MethodBackupCode Method = "backup_code"
+	// MethodSignup is no way to sign in: it is the throttle of public
+	// sign-ups that name an address already taken (see SignUp).
+	MethodSignup Method = "signup"
 )
 
 // EventType names a security event.

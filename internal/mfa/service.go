@@ -190,7 +190,31 @@ func unseen(r rune) bool {
 	return unicode.IsSpace(r) || unicode.IsControl(r) || unicode.In(r, unicode.Zs, unicode.Cf)
 }
 
-// CreateUser creates an account. Used by sign-up and by the command line.
+// SignUp creates an account for a visitor of the public sign-up page or
+// API. Without a check of the address, its answer tells whether an address
+// has an account; so the sign-ups that name a taken address count, per
+// client address, against a throttle like the password step's: 5 at once,
+// then a doubling wait, and at most 100 a day, rather than as fast as a
+// script can ask.
+func (s *Service) SignUp(ctx context.Context, email, password string, c Client) (*User, error) {
+	key := ThrottleKey{Subject: "signup:" + hex.EncodeToString(s.keyedHash("throttle-signup", c.IP)), Method: MethodSignup}
+	now := s.clock()
+	st, err := s.store.ThrottleState(ctx, key, now.Add(-ThrottleWindow))
+	if err != nil {
+		return nil, fmt.Errorf("mfa: sign up: %w", err)
+	}
+	if d := lockRemaining(st, now); d > 0 {
+		return nil, rateLimited(d)
+	}
+	u, err := s.CreateUser(ctx, email, password, c)
+	if errors.Is(err, ErrEmailTaken) {
+		return nil, s.fail(ctx, key, Event{}, ErrEmailTaken)
+	}
+	return u, err
+}
+
+// CreateUser creates an account: the first one, or one made on the command
+// line. Public sign-ups go through SignUp.
 func (s *Service) CreateUser(ctx context.Context, email, password string, c Client) (*User, error) {
 	email, err := NormalizeEmail(email)
 	if err != nil {

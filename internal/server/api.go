@@ -56,7 +56,7 @@ func apiSignup(k *kit, svc *mfa.Service, open bool) http.Handler {
 			k.fail(w, r, err)
 			return
 		}
-		u, err := svc.CreateUser(r.Context(), req.Email, req.Password, k.client(r))
+		u, err := svc.SignUp(r.Context(), req.Email, req.Password, k.client(r))
 		if err != nil {
 			k.fail(w, r, err)
 			return

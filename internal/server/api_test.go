@@ -588,6 +588,24 @@ func TestAPISignup(t *testing.T) {
 			t.Errorf("login after sign-up: got %q, want authenticated", status)
 		}
 	})
+	t.Run("probing taken addresses is throttled", func(t *testing.T) {
+		// The answer tells whether an address is taken, so a client that
+		// keeps naming taken ones is slowed down like a password guesser,
+		// and then even a free address waits.
+		e := newEnv(t, withConfig(func(c *server.Config) { c.AllowSignup, c.TrustProxyHeaders = true, true }))
+		e.createUser(testEmail, testPassword)
+		signup := func(email, ip string) response {
+			return e.do(request{method: "POST", path: "/api/v1/signup", header: map[string]string{"X-Forwarded-For": ip},
+				body: map[string]string{"email": email, "password": testPassword}})
+		}
+		for range mfa.FreeFailures {
+			signup(testEmail, "203.0.113.9").wantError(t, http.StatusConflict, "email_taken")
+		}
+		r := signup("free@example.com", "203.0.113.9")
+		r.wantError(t, http.StatusTooManyRequests, "rate_limited")
+		wantRetryAfter(t, r)
+		signup("free@example.com", "198.51.100.4").wantStatus(t, http.StatusCreated) // another client
+	})
 }
 
 func TestAPIMalformedRequests(t *testing.T) {

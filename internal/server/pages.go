@@ -257,7 +257,7 @@ func pageSignupSubmit(k *kit, svc *mfa.Service) http.Handler {
 			return
 		}
 		email := r.PostFormValue("email")
-		if _, err := svc.CreateUser(r.Context(), email, r.PostFormValue("password"), k.client(r)); err != nil {
+		if _, err := svc.SignUp(r.Context(), email, r.PostFormValue("password"), k.client(r)); err != nil {
 			status, msg := k.formProblem(w, r, err)
 			k.render(w, r, status, "account", &accountPage{
 				layout: layout{Title: "Create an account", Error: msg}, Email: email,
