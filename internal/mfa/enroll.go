@@ -201,8 +201,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Clien
 		return nil, "", fmt.Errorf("mfa: confirm totp: %w", err)
 	}
 	s.record(ctx, u.ID, EventTwoFactorEnabled, c, "authenticator app")
-	token, err = s.restartSessions(ctx, u, c, "confirm totp")
-	return codes, token, err
+	return codes, s.restartSessions(ctx, u, c, "confirm totp"), nil
 }
 
 // checkTOTP checks a code against the user's confirmed factor, refusing
@@ -254,7 +253,7 @@ func (s *Service) DisableTwoFactor(ctx context.Context, u *User, password string
 		return "", fmt.Errorf("mfa: disable: %w", err)
 	}
 	s.record(ctx, u.ID, EventTwoFactorDisabled, c, "")
-	return s.restartSessions(ctx, u, c, "disable")
+	return s.restartSessions(ctx, u, c, "disable"), nil
 }
 
 func (s *Service) requireEnabled(ctx context.Context, u *User, password string, c Client) error {

@@ -78,6 +78,11 @@ func (s *Service) Login(ctx context.Context, email, password string, c Client) (
 	if err := s.startSession(ctx, u, password, up, c); err != nil {
 		return nil, err
 	}
+	if level == LevelFull {
+		if err := s.checkStillPasswordOnly(ctx, u.ID, id); err != nil {
+			return nil, err
+		}
+	}
 	s.rehash(ctx, u, password)
 	res := &LoginResult{Token: token, Session: up.Next, User: u}
 	if f != nil {
@@ -122,6 +127,25 @@ func (s *Service) startSession(ctx context.Context, u *User, password string, up
 		u.PasswordHash = fresh.PasswordHash
 		up.PasswordHash = fresh.PasswordHash
 	}
+}
+
+// checkStillPasswordOnly ends the full session id, just started with the
+// password alone, if two-factor authentication was turned on meanwhile:
+// turning it on ends the sessions it finds, and this one may have been
+// written after that, from a read of the factors made before. Read after
+// the write, the factors show whether that happened.
+func (s *Service) checkStillPasswordOnly(ctx context.Context, userID int64, id []byte) error {
+	f, err := s.confirmedTOTP(ctx, userID)
+	if err == nil && f == nil {
+		return nil
+	}
+	if derr := s.store.DeleteSession(ctx, id); derr != nil {
+		return fmt.Errorf("mfa: login: end a session that 2FA now covers: %w", derr)
+	}
+	if err != nil {
+		return err
+	}
+	return ErrLoginExpired
 }
 
 // rehash stores a new hash of the user's right password when the stored
@@ -233,7 +257,12 @@ func (s *Service) VerifySecondFactor(ctx context.Context, token string, method M
 		if _, err := s.store.Session(ctx, sess.ID); err != nil {
 			return nil, ErrLoginExpired
 		}
-		return nil, s.secondFactorFailed(ctx, key, u.ID, c, string(method)+usedDetailSuffix, ErrCodeUsed)
+		// Only a TOTP code has a next one to wait for.
+		spent := ErrInvalidCode
+		if method == MethodTOTP {
+			spent = ErrCodeUsed
+		}
+		return nil, s.secondFactorFailed(ctx, key, u.ID, c, string(method)+usedDetailSuffix, spent)
 	}
 	if method == MethodBackupCode {
 		s.record(ctx, u.ID, EventBackupCodeUsed, c, "")

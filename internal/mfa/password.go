@@ -60,18 +60,21 @@ func (s *Service) startFullSession(ctx context.Context, u *User, c Client) (stri
 // restartSessions ends every session of u and starts a new one for the
 // client, whose token it returns, after a change to how the account is
 // protected: a session someone else opened before the change, knowing the
-// password alone, does not outlive it. When only the new session fails,
-// the change stands and the token is empty: the client signs in again.
-func (s *Service) restartSessions(ctx context.Context, u *User, c Client, op string) (string, error) {
+// password alone, does not outlive it. The change has been made already
+// and stands: a failure here is logged, not returned, so that the caller
+// still shows its outcome (the backup codes, shown once). Should the
+// sessions not end, the log says so; should the new session not start, the
+// token is empty and the client signs in again.
+func (s *Service) restartSessions(ctx context.Context, u *User, c Client, op string) string {
 	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
-		return "", fmt.Errorf("mfa: %s: end sessions: %w", op, err)
+		s.log.ErrorContext(ctx, op+": other sessions not ended", "user_id", u.ID, "err", err)
 	}
 	token, err := s.startFullSession(ctx, u, c)
 	if err != nil {
 		s.log.ErrorContext(ctx, op+": the caller must sign in again", "user_id", u.ID, "err", err)
-		return "", nil
+		return ""
 	}
-	return token, nil
+	return token
 }
 
 // SetPassword gives the account with the email a new password without the

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode"
@@ -197,7 +198,7 @@ func unseen(r rune) bool {
 // then a doubling wait, and at most 100 a day, rather than as fast as a
 // script can ask.
 func (s *Service) SignUp(ctx context.Context, email, password string, c Client) (*User, error) {
-	key := ThrottleKey{Subject: "signup:" + hex.EncodeToString(s.keyedHash("throttle-signup", c.IP)), Method: MethodSignup}
+	key := ThrottleKey{Subject: "signup:" + hex.EncodeToString(s.keyedHash("throttle-signup", signupClient(c.IP))), Method: MethodSignup}
 	now := s.clock()
 	st, err := s.store.ThrottleState(ctx, key, now.Add(-ThrottleWindow))
 	if err != nil {
@@ -211,6 +212,21 @@ func (s *Service) SignUp(ctx context.Context, email, password string, c Client) 
 		return nil, s.fail(ctx, key, Event{}, ErrEmailTaken)
 	}
 	return u, err
+}
+
+// signupClient names the client that sign-ups are throttled by: its IPv4
+// address, or the /64 network of its IPv6 address, since one IPv6 host
+// commonly holds a whole /64 to pick addresses from.
+func signupClient(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Unmap().Is4() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
 
 // CreateUser creates an account: the first one, or one made on the command

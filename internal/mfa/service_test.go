@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"slices"
@@ -61,6 +62,7 @@ type fixture struct {
 	hasher  *countingHasher
 	keys    *keyring.Keyring
 	keyFile string
+	logs    *bytes.Buffer // the Service's log
 }
 
 const testPassword = "correct horse battery staple"
@@ -118,10 +120,12 @@ func newFixtureNotifying(t *testing.T, wrap func(mfa.Store) mfa.Store, n mfa.Not
 		hasher:  &countingHasher{Hasher: password.NewHasher(password.Options{Time: 1, MemoryKiB: 64})},
 		keys:    kr,
 		keyFile: keyFile,
+		logs:    &bytes.Buffer{},
 	}
 	f.svc, err = mfa.NewService(mfa.Config{
 		Store: wrap(f.store), Passwords: f.hasher, Policy: password.Policy{}, Cipher: kr,
 		CodeKey: bytes.Repeat([]byte{7}, 32), Now: f.clock.Now, Notifier: n,
+		Logger: slog.New(slog.NewTextHandler(f.logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -1061,6 +1065,65 @@ func TestTwoFactorChangesEndOtherSessions(t *testing.T) {
 	if _, _, err := f.svc.Authenticate(ctx, token); err != nil {
 		t.Errorf("the caller's new session after turning 2FA off: %v", err)
 	}
+}
+
+// sessionsStuck is a store that fails to end a user's sessions.
+type sessionsStuck struct{ mfa.Store }
+
+func (sessionsStuck) DeleteUserSessions(context.Context, int64) error {
+	return errors.New("database is locked")
+}
+
+// Turning 2FA on stands, and its backup codes are shown, even when the
+// account's other sessions cannot be ended: they are shown once only.
+func TestTwoFactorOnWhenSessionsStuck(t *testing.T) {
+	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { return sessionsStuck{s} })
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	enr, err := f.svc.BeginTOTP(ctx, u, testPassword, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := otp.DecodeSecret(enr.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, token, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client)
+	if err != nil || len(codes) != mfa.BackupCodeCount || token == "" {
+		t.Fatalf("ConfirmTOTP: got %d codes, token %q, %v; want the codes and a session", len(codes), token, err)
+	}
+	if !strings.Contains(f.logs.String(), "other sessions not ended") {
+		t.Errorf("the sessions left were not logged:\n%s", f.logs)
+	}
+}
+
+// A password-only sign-in under way while 2FA is turned on, whose session
+// is written after the change ended the account's sessions, keeps none.
+func TestSignInRacingTwoFactorOn(t *testing.T) {
+	hs := &hookStore{}
+	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { hs.Store = s; return hs })
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	enr, err := f.svc.BeginTOTP(ctx, u, testPassword, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := otp.DecodeSecret(enr.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.hook = func() {
+		if _, _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); err != nil {
+			t.Errorf("ConfirmTOTP: %v", err)
+		}
+	}
+	res, err := f.svc.Login(ctx, u.Email, testPassword, client)
+	if err == nil {
+		if _, _, aerr := f.svc.Authenticate(ctx, res.Token); aerr == nil {
+			t.Fatal("a sign-in with the password alone, under way while 2FA was turned on, is fully signed in")
+		}
+	}
+	wantErr(t, err, mfa.ErrLoginExpired)
 }
 
 func TestDisableAndReset(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"image/png"
 	"net/http"
 	"regexp"
@@ -605,6 +606,13 @@ func TestAPISignup(t *testing.T) {
 		r.wantError(t, http.StatusTooManyRequests, "rate_limited")
 		wantRetryAfter(t, r)
 		signup("free@example.com", "198.51.100.4").wantStatus(t, http.StatusCreated) // another client
+
+		// An IPv6 client is one /64: another address of it waits too.
+		for i := range mfa.FreeFailures {
+			signup(testEmail, fmt.Sprintf("2001:db8:1:2::%x", i+1)).wantError(t, http.StatusConflict, "email_taken")
+		}
+		signup("other@example.com", "2001:db8:1:2:ffff::9").wantError(t, http.StatusTooManyRequests, "rate_limited")
+		signup("other@example.com", "2001:db8:1:3::1").wantStatus(t, http.StatusCreated)
 	})
 }
 

@@ -173,7 +173,7 @@ func decodeJSON(r *http.Request, v any) error {
 	if err := json.Unmarshal(body, &fields); err != nil {
 		return jsonError(err)
 	}
-	for _, name := range jsonFieldNames(reflect.TypeOf(v).Elem()) {
+	for _, name := range requiredFields(reflect.TypeOf(v).Elem()) {
 		if !hasField(fields, name) {
 			return invalidRequest("The field %q is missing.", name)
 		}
@@ -181,11 +181,18 @@ func decodeJSON(r *http.Request, v any) error {
 	return nil
 }
 
-// jsonFieldNames lists the JSON names of a struct type's fields.
-func jsonFieldNames(t reflect.Type) []string {
+// requiredFields lists the JSON names of the fields of t, a request struct:
+// its exported fields that JSON does not skip.
+func requiredFields(t reflect.Type) []string {
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
 	names := make([]string, 0, t.NumField())
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
 		if name == "" {
 			name = f.Name
 		}
