@@ -151,8 +151,19 @@ func (f *fixture) enable(t *testing.T, u *mfa.User) ([]byte, []string) {
 // enableWith is enable for a user whose password is password.
 func (f *fixture) enableWith(t *testing.T, u *mfa.User, password string) ([]byte, []string) {
 	t.Helper()
-	ctx := context.Background()
-	enr, err := f.svc.BeginTOTP(ctx, u, password, client)
+	secret := f.beginTOTP(t, u, password)
+	codes, _, err := f.svc.ConfirmTOTP(context.Background(), u, f.code(t, secret, 0), client)
+	if err != nil {
+		t.Fatalf("ConfirmTOTP: %v", err)
+	}
+	return secret, codes
+}
+
+// beginTOTP starts the setup of an authenticator app for u and returns the
+// secret to confirm it with.
+func (f *fixture) beginTOTP(t *testing.T, u *mfa.User, password string) []byte {
+	t.Helper()
+	enr, err := f.svc.BeginTOTP(context.Background(), u, password, client)
 	if err != nil {
 		t.Fatalf("BeginTOTP: %v", err)
 	}
@@ -160,11 +171,7 @@ func (f *fixture) enableWith(t *testing.T, u *mfa.User, password string) ([]byte
 	if err != nil {
 		t.Fatal(err)
 	}
-	codes, _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client)
-	if err != nil {
-		t.Fatalf("ConfirmTOTP: %v", err)
-	}
-	return secret, codes
+	return secret
 }
 
 // pastSpentSteps moves the clock on from a step whose code was just
@@ -1034,14 +1041,7 @@ func TestTwoFactorChangesEndOtherSessions(t *testing.T) {
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
 	full := f.login(t, u.Email).Token
-	enr, err := f.svc.BeginTOTP(ctx, u, testPassword, client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, err := otp.DecodeSecret(enr.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret := f.beginTOTP(t, u, testPassword)
 	_, token, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client)
 	if err != nil {
 		t.Fatal(err)
@@ -1080,14 +1080,7 @@ func TestTwoFactorOnWhenSessionsStuck(t *testing.T) {
 	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { return sessionsStuck{s} })
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
-	enr, err := f.svc.BeginTOTP(ctx, u, testPassword, client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, err := otp.DecodeSecret(enr.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret := f.beginTOTP(t, u, testPassword)
 	codes, token, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client)
 	if err != nil || len(codes) != mfa.BackupCodeCount || token == "" {
 		t.Fatalf("ConfirmTOTP: got %d codes, token %q, %v; want the codes and a session", len(codes), token, err)
@@ -1104,14 +1097,7 @@ func TestSignInRacingTwoFactorOn(t *testing.T) {
 	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { hs.Store = s; return hs })
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
-	enr, err := f.svc.BeginTOTP(ctx, u, testPassword, client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, err := otp.DecodeSecret(enr.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret := f.beginTOTP(t, u, testPassword)
 	hs.hook = func() {
 		if _, _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); err != nil {
 			t.Errorf("ConfirmTOTP: %v", err)

@@ -50,4 +50,7 @@ func addRoutes(mux *http.ServeMux, k *kit, cfg Config) {
 
 	// Embedded stylesheet; the only responses a browser may cache.
 	mux.Handle("GET /static/", handleStatic())
+
+	// Every other request: 404, or 405 for a path above with another method.
+	mux.Handle("/", unmatched(mux, k))
 }

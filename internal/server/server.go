@@ -68,7 +68,7 @@ func NewServer(cfg Config) http.Handler {
 		k.fail(w, r, errCrossOrigin)
 	}))
 
-	var h http.Handler = answerUnmatched(mux, k)
+	var h http.Handler = mux
 	h = csrf.Handler(h)
 	h = limitBody(h, maxBodyBytes)
 	h = securityHeaders(h)
