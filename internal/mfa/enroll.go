@@ -138,7 +138,8 @@ func (s *Service) enrollment(u *User, secret []byte) (*Enrollment, error) {
 }
 
 // PendingTOTP returns the enrollment still waiting for its code, so a page
-// can show the same QR code again; ErrNoEnrollment when there is none.
+// can show the same QR code again; ErrNoEnrollment when there is none, and
+// ErrAlreadyEnabled when the user's 2FA is on.
 func (s *Service) PendingTOTP(ctx context.Context, u *User) (*Enrollment, error) {
 	_, secret, err := s.pendingFactor(ctx, u.ID)
 	if err != nil {
@@ -147,11 +148,17 @@ func (s *Service) PendingTOTP(ctx context.Context, u *User) (*Enrollment, error)
 	return s.enrollment(u, secret)
 }
 
-// pendingFactor returns the user's pending TOTP factor, still in time, with its secret.
+// pendingFactor returns the user's pending TOTP factor, still in time, with
+// its secret, or ErrAlreadyEnabled when a TOTP factor is confirmed.
 func (s *Service) pendingFactor(ctx context.Context, userID int64) (*Factor, []byte, error) {
 	fs, err := s.store.Factors(ctx, userID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mfa: factors: %w", err)
+	}
+	if confirmedTOTPOf(fs) != nil {
+		// A confirmation sent twice (a reloaded page): the first one
+		// turned 2FA on, and its codes were shown then.
+		return nil, nil, ErrAlreadyEnabled
 	}
 	for i := range fs {
 		f := &fs[i]

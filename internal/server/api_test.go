@@ -296,6 +296,13 @@ func TestAPIEnableFlow(t *testing.T) {
 	// Enabling twice is a conflict, not a fault.
 	e.do(request{method: "POST", path: "/api/v1/me/totp", token: token, body: map[string]string{"password": testPassword}}).
 		wantError(t, http.StatusConflict, "two_factor_already_enabled")
+	// So is confirming twice: the codes are not made or shown again.
+	e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.totp(secret)}}).
+		wantError(t, http.StatusConflict, "two_factor_already_enabled")
+	e.do(request{method: "GET", path: "/api/v1/me", token: token}).json(t, &me)
+	if me.BackupCodesRemaining != 10 {
+		t.Errorf("backup codes after a second confirmation: got %d, want the 10 of the first", me.BackupCodesRemaining)
+	}
 }
 
 func TestAPIQRCodeScans(t *testing.T) {

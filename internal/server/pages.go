@@ -471,6 +471,12 @@ func pageConfirm(k *kit, svc *mfa.Service) http.Handler {
 				"/settings/security?msg=enabled", codes)
 			return
 		}
+		if errors.Is(err, mfa.ErrAlreadyEnabled) {
+			// Sent again, say by reloading the codes page: those codes
+			// were shown once and are not kept to be shown again.
+			redirect(w, r, "/settings/security?msg=codes_shown_once")
+			return
+		}
 		status, msg := k.formProblem(w, r, err)
 		if errors.Is(err, mfa.ErrNoEnrollment) {
 			renderEnablePassword(k, w, r, status, u, msg)

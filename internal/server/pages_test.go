@@ -424,6 +424,12 @@ func TestPageEnableWizard(t *testing.T) {
 	p.mustContain(t, "Two-factor authentication is on.", "Enabled", "<strong>10</strong> unused backup codes")
 	b.get("/settings/2fa/enable").want(t, 200, "/settings/security?msg=already_enabled")
 
+	// Reloading the codes page sends its form again: the codes are not
+	// shown twice, and the page says where to get a new set.
+	p = b.post("/settings/2fa/confirm", url.Values{"code": {e.keyCode(key)}})
+	p.want(t, 200, "/settings/security?msg=codes_shown_once")
+	p.mustContain(t, "shown once, when you turned it on", "Show Codes", "<strong>10</strong> unused backup codes")
+
 	// Show Codes: new codes replace the old.
 	p = b.post("/settings/2fa/backup-codes", url.Values{"password": {"not my password"}})
 	p.want(t, 403, "/settings/2fa/backup-codes")

@@ -84,6 +84,7 @@ var flashes = map[string]string{
 	"disabled":         "Two-factor authentication is off. Your account is now protected by your password only. Every other session of your account has been signed out.",
 	"not_enabled":      "Two-factor authentication is not enabled.",
 	"already_enabled":  "Two-factor authentication is already enabled.",
+	"codes_shown_once": "Two-factor authentication is on. Its backup codes were shown once, when you turned it on, and are not shown again. If you did not keep them, use Show Codes to make a new set.",
 	"password_changed": "Your password has been changed. Every other session of your account has been signed out.",
 }
 
