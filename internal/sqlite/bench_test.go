@@ -20,7 +20,7 @@ func seedDB(b *testing.B) (db *DB, userIDs []int64) {
 	ctx := context.Background()
 	now := time.Now()
 	userIDs = make([]int64, mfatest.BenchUsers)
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		users, err := tx.Prepare(`INSERT INTO users (email, password_hash, created_at) VALUES (?, ?, ?)`)
 		if err != nil {
 			return err
@@ -72,7 +72,7 @@ func pendingSessions(b *testing.B, db *DB, userIDs []int64, n int) [][]byte {
 	b.Helper()
 	ids := make([][]byte, n)
 	now := time.Now()
-	err := db.inTx(context.Background(), func(tx *sql.Tx) error {
+	err := db.inTx(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
 		ins := tx.Stmt(db.st.insertSession)
 		for i := range ids {
 			ids[i] = mfatest.SessionIDFor(int64(i), b.Name()+strconv.Itoa(b.N))

@@ -25,7 +25,7 @@ func TestExport(t *testing.T) {
 	if err := db.CreateUser(ctx, carol); err != nil {
 		t.Fatalf("CreateUser: %v", err)
 	}
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, carol.ID)
 		return err
 	})

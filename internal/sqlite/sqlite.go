@@ -286,7 +286,7 @@ func (db *DB) soloTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 // A writeJob is one caller's write transaction, waiting for the writer.
 type writeJob struct {
 	ctx  context.Context
-	f    func(tx *sql.Tx) error
+	f    func(ctx context.Context, tx *sql.Tx) error
 	done chan error
 }
 
@@ -300,7 +300,13 @@ var errClosed = errors.New("database closed")
 // Under load, the writer runs the jobs waiting at once in one transaction,
 // each inside a savepoint (group commit): many sign-ins pay for one commit,
 // and they queue in arrival order rather than in database/sql's random one.
-func (db *DB) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+//
+// ctx bounds the wait for the writer. Once f starts, it runs to the end
+// with the ctx it is given, which carries ctx's values but is never
+// cancelled: the driver answers a cancellation by interrupting the
+// connection, and SQLite then rolls back the whole transaction, the writes
+// of f's batchmates too.
+func (db *DB) inTx(ctx context.Context, f func(ctx context.Context, tx *sql.Tx) error) error {
 	job := writeJob{ctx: ctx, f: f, done: make(chan error, 1)}
 	select {
 	case db.jobs <- job:
@@ -315,7 +321,7 @@ func (db *DB) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 // exec runs one prepared write statement through the writer, like every
 // write.
 func (db *DB) exec(ctx context.Context, stmt *sql.Stmt, args ...any) (res sql.Result, err error) {
-	err = db.inTx(ctx, func(tx *sql.Tx) error {
+	err = db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
 		return err
 	})
@@ -527,5 +533,5 @@ func runJob(job writeJob, tx *sql.Tx) (err error) {
 			err = fmt.Errorf("panic in write transaction: %v", p)
 		}
 	}()
-	return job.f(tx)
+	return job.f(context.WithoutCancel(job.ctx), tx)
 }

@@ -440,7 +440,7 @@ func TestBatchIsolatesJobs(t *testing.T) {
 	email := func(i int) string { return "u" + strconv.Itoa(i) + "@example.com" }
 	batch := make([]writeJob, 6)
 	for i := range batch {
-		batch[i] = writeJob{ctx: ctx, done: make(chan error, 1), f: func(tx *sql.Tx) error {
+		batch[i] = writeJob{ctx: ctx, done: make(chan error, 1), f: func(ctx context.Context, tx *sql.Tx) error {
 			if _, err := tx.Exec(`INSERT INTO users (email, password_hash, created_at) VALUES (?, 'h', 0)`, email(i)); err != nil {
 				return err
 			}
@@ -467,6 +467,41 @@ func TestBatchIsolatesJobs(t *testing.T) {
 			t.Errorf("job %d failed, yet its user is there (lookup: %v)", i, uerr)
 		case !failing && uerr != nil:
 			t.Errorf("job %d succeeded, yet its user is missing: %v", i, uerr)
+		}
+	}
+}
+
+// TestBatchOutlivesCancelledCaller: a caller that goes away (its context
+// cancelled) while its job runs must not cost its batchmates their writes.
+// The driver answers a cancelled context by interrupting the connection,
+// and SQLite rolls back the whole transaction of an interrupted write.
+func TestBatchOutlivesCancelledCaller(t *testing.T) {
+	db := openTest(t)
+	email := func(i int) string { return "u" + strconv.Itoa(i) + "@example.com" }
+	batch := make([]writeJob, 3)
+	for i := range batch {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		batch[i] = writeJob{ctx: ctx, done: make(chan error, 1), f: func(ctx context.Context, tx *sql.Tx) error {
+			n := 1
+			if i == 1 {
+				// The client hangs up while its job runs a statement
+				// long enough for the driver to notice.
+				time.AfterFunc(10*time.Millisecond, cancel)
+				n = 500_000
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO users (email, password_hash, created_at)
+				SELECT ?, 'h', max(x) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) SELECT x FROM c)`, email(i), n)
+			return err
+		}}
+	}
+	db.runBatch(batch)
+	for i, job := range batch {
+		if err := <-job.done; err != nil {
+			t.Errorf("job %d: %v", i, err)
+		}
+		if _, err := db.UserByEmail(t.Context(), email(i)); err != nil {
+			t.Errorf("user of job %d: %v", i, err)
 		}
 	}
 }

@@ -100,7 +100,7 @@ func (db *DB) Factors(ctx context.Context, userID int64) ([]mfa.Factor, error) {
 // factor of the same user, in one transaction.
 func (db *DB) SavePendingFactor(ctx context.Context, f *mfa.Factor) error {
 	var id int64
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.StmtContext(ctx, db.st.deletePending).ExecContext(ctx, f.UserID); err != nil {
 			return err
 		}
@@ -131,7 +131,7 @@ func (db *DB) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, s
 		userID int64
 		ids    []int64
 	)
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		err := tx.StmtContext(ctx, db.st.confirmFactor).QueryRowContext(ctx, millis(at), step, factorID).Scan(&userID)
 		if err != nil {
 			return err // no row: gone or confirmed already
@@ -160,7 +160,7 @@ func affected(res sql.Result, op string) (bool, error) {
 
 // DeleteFactors removes every factor and backup code of the user.
 func (db *DB) DeleteFactors(ctx context.Context, userID int64) error {
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.StmtContext(ctx, db.st.deleteFactors).ExecContext(ctx, userID); err != nil {
 			return err
 		}
@@ -235,7 +235,7 @@ func (db *DB) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.Backup
 // one transaction. On success it sets codes[i].ID and codes[i].UserID.
 func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode) error {
 	var ids []int64
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		ids, err = db.replaceCodes(ctx, tx, userID, codes)
 		return err
@@ -434,7 +434,7 @@ var errGone = errors.New("session gone")
 // changed.
 func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	var evID int64
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		// The throttle, then the proof: of concurrent sign-ins, one spends
 		// it, and the others write nothing.
 		var throttle mfa.ThrottleState
@@ -601,7 +601,7 @@ func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since 
 		recorded bool
 	)
 	subject, method, atMs, sinceMs := key.Subject, string(key.Method), millis(at), millis(since)
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		recorded = false
 		st, err = scanThrottle(tx.StmtContext(ctx, db.st.throttleStateW).QueryRowContext(ctx, subject, method, sinceMs))
@@ -640,7 +640,7 @@ func (db *DB) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, since 
 // failures stay counted in their window. An unknown key is not an error.
 func (db *DB) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt time.Time) error {
 	subject, method := key.Subject, string(key.Method)
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.StmtContext(ctx, db.st.clearConsecutive).ExecContext(ctx, subject, method); err != nil {
 			return err
 		}
@@ -657,7 +657,7 @@ func (db *DB) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt ti
 // failure is before t, and returns how many keys it forgot.
 func (db *DB) DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error) {
 	var n int64
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM throttle_failures WHERE at < ?`, millis(t)); err != nil {
 			return err
 		}
@@ -691,7 +691,7 @@ func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, e *mfa.Event) (int64,
 // AddEvent stores e and sets e.ID, and queues its notice if e.Notify.
 func (db *DB) AddEvent(ctx context.Context, e *mfa.Event) error {
 	var id int64
-	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
 		id, err = db.insertEvent(ctx, tx, e)
 		return err
 	})
@@ -756,7 +756,7 @@ WHERE user_id = ? AND at >= ? AND type IN (SELECT value FROM json_each(?))`, use
 // claim atomic.
 func (db *DB) ClaimNotices(ctx context.Context, now, until time.Time, limit int) ([]mfa.QueuedNotice, error) {
 	var claimed []mfa.QueuedNotice
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT e.id, e.user_id, e.type, e.at, e.ip, e.detail, u.email, n.attempts + 1
 FROM notices n JOIN events e ON e.id = n.event_id JOIN users u ON u.id = e.user_id
 WHERE n.due_at <= ? ORDER BY n.due_at, n.event_id LIMIT ?`, millis(now), limit)
@@ -796,7 +796,7 @@ WHERE n.due_at <= ? ORDER BY n.due_at, n.event_id LIMIT ?`, millis(now), limit)
 // RescheduleNotice makes the notice of event eventID due at at; a zero at
 // takes it off the queue.
 func (db *DB) RescheduleNotice(ctx context.Context, eventID int64, at time.Time) error {
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if at.IsZero() {
 			_, err := tx.ExecContext(ctx, `DELETE FROM notices WHERE event_id = ?`, eventID)
 			return err
