@@ -288,6 +288,7 @@ func (s *Service) ResetTwoFactor(ctx context.Context, email string, c Client) er
 	if err := s.store.DeleteFactors(ctx, u.ID); err != nil {
 		return fmt.Errorf("mfa: reset: %w", err)
 	}
+	ctx = context.WithoutCancel(ctx) // the factors are gone: the rest follows
 	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
 		return fmt.Errorf("mfa: reset: %w", err)
 	}

@@ -64,8 +64,10 @@ func (s *Service) startFullSession(ctx context.Context, u *User, c Client) (stri
 // and stands: a failure here is logged, not returned, so that the caller
 // still shows its outcome (the backup codes, shown once). Should the
 // sessions not end, the log says so; should the new session not start, the
-// token is empty and the client signs in again.
+// token is empty and the client signs in again. The sessions end even when
+// the client has gone away meanwhile.
 func (s *Service) restartSessions(ctx context.Context, u *User, c Client, op string) string {
+	ctx = context.WithoutCancel(ctx)
 	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
 		s.log.ErrorContext(ctx, op+": other sessions not ended", "user_id", u.ID, "err", err)
 	}
@@ -101,10 +103,14 @@ func (s *Service) SetPassword(ctx context.Context, email, next string, c Client)
 	if err != nil {
 		return err
 	}
-	if err := s.store.ResetThrottle(ctx, s.passwordKey(u.Email), time.Time{}); err != nil {
-		return fmt.Errorf("mfa: set password: end backoff: %w", err)
-	}
+	// The password is changed: what follows is done whatever becomes of
+	// ctx, and its failure is logged, not returned, so that support is
+	// not told the change failed.
+	ctx = context.WithoutCancel(ctx)
 	s.record(ctx, u.ID, EventPasswordReset, c, "by an administrator")
+	if err := s.store.ResetThrottle(ctx, s.passwordKey(u.Email), time.Time{}); err != nil {
+		s.log.ErrorContext(ctx, "set password: the backoff of the password step stays", "user_id", u.ID, "err", err)
+	}
 	return nil
 }
 
@@ -133,6 +139,9 @@ func (s *Service) replacePassword(ctx context.Context, u *User, phc, op string, 
 		}
 		if swapped {
 			u.PasswordHash = phc
+			// The password is changed: its sessions end even when the
+			// client has gone away meanwhile.
+			ctx = context.WithoutCancel(ctx)
 			return endSessions()
 		}
 		if attempt == maxPasswordSwaps {

@@ -287,8 +287,10 @@ func (s *Service) record(ctx context.Context, userID int64, t EventType, c Clien
 }
 
 // save stores e, queueing its notice when its type has one; a failure is
-// logged, as for record.
+// logged, as for record. It is stored even when the client has gone away
+// meanwhile: what it records has happened.
 func (s *Service) save(ctx context.Context, e *Event) {
+	ctx = context.WithoutCancel(ctx)
 	e.Notify = notifies(e.Type) && s.noticeAllowed(ctx, e)
 	if err := s.store.AddEvent(ctx, e); err != nil {
 		s.log.ErrorContext(ctx, "record event", "user_id", e.UserID, "event", string(e.Type), "err", err)

@@ -1499,3 +1499,123 @@ func TestEventSummaries(t *testing.T) {
 		}
 	}
 }
+
+// clientGone is a store whose writes, as the SQLite store's, are refused
+// once their context is done, and which cancels the caller's context right
+// after the change under test is stored: the client hangs up at the worst
+// moment.
+type clientGone struct {
+	mfa.Store
+	cancel context.CancelFunc
+}
+
+func (g *clientGone) gone(err error) error {
+	if err == nil {
+		g.cancel()
+	}
+	return err
+}
+
+func (g *clientGone) ConfirmFactor(ctx context.Context, id int64, at time.Time, step int64, codes []mfa.BackupCode) error {
+	return g.gone(g.Store.ConfirmFactor(ctx, id, at, step, codes))
+}
+
+func (g *clientGone) DeleteFactors(ctx context.Context, userID int64) error {
+	return g.gone(g.Store.DeleteFactors(ctx, userID))
+}
+
+func (g *clientGone) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode) error {
+	return g.gone(g.Store.ReplaceBackupCodes(ctx, userID, codes))
+}
+
+func (g *clientGone) ReplacePasswordHash(ctx context.Context, userID int64, old, new string) (bool, error) {
+	ok, err := g.Store.ReplacePasswordHash(ctx, userID, old, new)
+	return ok, g.gone(err)
+}
+
+func (g *clientGone) AddEvent(ctx context.Context, e *mfa.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return g.Store.AddEvent(ctx, e)
+}
+
+func (g *clientGone) DeleteUserSessions(ctx context.Context, userID int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return g.Store.DeleteUserSessions(ctx, userID)
+}
+
+// A change to how an account is protected that has been stored is recorded,
+// and ends the account's other sessions where it should, even when the
+// client has gone away by then.
+func TestChangeCompletesWhenClientGone(t *testing.T) {
+	const otherPassword = "a different passphrase 42"
+	cases := []struct {
+		name         string
+		enabled      bool // 2FA on before the change
+		change       func(f *fixture, ctx context.Context, u *mfa.User, secret []byte) error
+		event        mfa.EventType
+		endsSessions bool
+	}{
+		{"confirm TOTP", false, func(f *fixture, ctx context.Context, u *mfa.User, secret []byte) error {
+			_, _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client)
+			return err
+		}, mfa.EventTwoFactorEnabled, true},
+		{"disable", true, func(f *fixture, ctx context.Context, u *mfa.User, _ []byte) error {
+			_, err := f.svc.DisableTwoFactor(ctx, u, testPassword, client)
+			return err
+		}, mfa.EventTwoFactorDisabled, true},
+		{"new backup codes", true, func(f *fixture, ctx context.Context, u *mfa.User, _ []byte) error {
+			_, err := f.svc.RegenerateBackupCodes(ctx, u, testPassword, client)
+			return err
+		}, mfa.EventBackupCodesRegenerated, false},
+		{"reset 2FA", true, func(f *fixture, ctx context.Context, u *mfa.User, _ []byte) error {
+			return f.svc.ResetTwoFactor(ctx, u.Email, client)
+		}, mfa.EventTwoFactorReset, true},
+		{"set password", false, func(f *fixture, ctx context.Context, u *mfa.User, _ []byte) error {
+			return f.svc.SetPassword(ctx, u.Email, otherPassword, client)
+		}, mfa.EventPasswordReset, true},
+		{"change password", false, func(f *fixture, ctx context.Context, u *mfa.User, _ []byte) error {
+			_, err := f.svc.ChangePassword(ctx, u, testPassword, otherPassword, client)
+			var e *mfa.Error
+			if errors.As(err, &e) && e.Code == "sign_in_again" {
+				err = nil // the caller's new session did not start: the caller is gone
+			}
+			return err
+		}, mfa.EventPasswordChanged, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &clientGone{cancel: func() {}}
+			f := newFixtureWith(t, func(s mfa.Store) mfa.Store { g.Store = s; return g })
+			u := f.user(t, "ann@example.com")
+			var secret []byte
+			if tc.enabled {
+				secret, _ = f.enable(t, u)
+				f.pastSpentSteps(secret)
+			} else {
+				secret = f.beginTOTP(t, u, testPassword)
+			}
+			other := f.login(t, u.Email).Token // elsewhere: half signed in where 2FA is on
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			g.cancel = cancel
+			if err := tc.change(f, ctx, u, secret); err != nil {
+				t.Fatalf("the change: %v", err)
+			}
+			if ctx.Err() == nil {
+				t.Fatal("the client did not go away: the test tests nothing")
+			}
+			if n, err := f.store.CountEvents(t.Context(), u.ID, []mfa.EventType{tc.event}, time.Time{}); n != 1 || err != nil {
+				t.Errorf("%s events: got %d, %v, want 1", tc.event, n, err)
+			}
+			_, _, aerr := f.svc.Authenticate(t.Context(), other)
+			_, _, perr := f.svc.PendingLogin(t.Context(), other)
+			if ended := aerr != nil && perr != nil; ended != tc.endsSessions {
+				t.Errorf("the session from before the change ended: %v, want %v (authenticate: %v, pending: %v)", ended, tc.endsSessions, aerr, perr)
+			}
+		})
+	}
+}
