@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twofold/twofold/otp"
 )
@@ -279,7 +280,7 @@ func (s *Service) requireEnabled(ctx context.Context, u *User, password string, 
 
 // ResetTwoFactor is what support does for a user who lost the phone: every
 // factor, backup code and session of the account is removed, so the next
-// sign-in needs only the password.
+// sign-in needs only the password, and the backoff of wrong codes ends.
 func (s *Service) ResetTwoFactor(ctx context.Context, email string, c Client) error {
 	u, err := s.supportedUser(ctx, email)
 	if err != nil {
@@ -291,6 +292,14 @@ func (s *Service) ResetTwoFactor(ctx context.Context, email string, c Client) er
 	ctx = context.WithoutCancel(ctx) // the factors are gone: the rest follows
 	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
 		return fmt.Errorf("mfa: reset: %w", err)
+	}
+	// The backoff of wrong codes ends with the factor they were tried
+	// against, or the user could not confirm a new app for up to an hour.
+	// The 24-hour ceiling stays, as after SetPassword.
+	for _, m := range []Method{MethodTOTP, MethodBackupCode} {
+		if err := s.store.ResetThrottle(ctx, userKey(u.ID, m), time.Time{}); err != nil {
+			s.log.ErrorContext(ctx, "reset: the backoff of wrong codes stays", "user_id", u.ID, "method", string(m), "err", err)
+		}
 	}
 	s.record(ctx, u.ID, EventTwoFactorReset, c, "by an administrator")
 	return nil

@@ -1144,6 +1144,38 @@ func TestDisableAndReset(t *testing.T) {
 	}
 }
 
+// A user whose codes were throttled (a thief with the password guessing,
+// or the user fumbling) can set up a new app right after support's reset.
+func TestResetEndsCodeBackoff(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u := f.user(t, "ann@example.com")
+	secret, _ := f.enable(t, u)
+	f.pastSpentSteps(secret)
+	pending := f.login(t, u.Email).Token
+	for _, m := range []mfa.Method{mfa.MethodTOTP, mfa.MethodBackupCode} {
+		for range mfa.FreeFailures {
+			if _, err := f.svc.VerifySecondFactor(ctx, pending, m, "000000", client); !errors.Is(err, mfa.ErrInvalidCode) {
+				t.Fatalf("wrong %s: got %v, want ErrInvalidCode", m, err)
+			}
+		}
+		_, err := f.svc.VerifySecondFactor(ctx, pending, m, "000000", client)
+		rateLimited(t, err)
+	}
+	if err := f.svc.ResetTwoFactor(ctx, u.Email, client); err != nil {
+		t.Fatal(err)
+	}
+	secret = f.beginTOTP(t, u, testPassword)
+	if _, _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); err != nil {
+		t.Fatalf("confirming a new app after the reset: %v", err)
+	}
+	f.pastSpentSteps(secret)
+	pending = f.login(t, u.Email).Token
+	if _, err := f.svc.VerifySecondFactor(ctx, pending, mfa.MethodBackupCode, "000000", client); !errors.Is(err, mfa.ErrInvalidCode) {
+		t.Fatalf("a wrong backup code after the reset: got %v, want ErrInvalidCode, not still locked", err)
+	}
+}
+
 func TestEventsRecorded(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
