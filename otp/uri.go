@@ -97,6 +97,11 @@ func (k KeyInfo) URI() (string, error) {
 	return b.String(), nil
 }
 
+// CheckIssuer reports whether URI accepts issuer as the name of the
+// service, so that a server can refuse a bad name when it starts rather
+// than at each enrollment.
+func CheckIssuer(issuer string) error { return checkName("issuer", issuer) }
+
 // checkName validates an issuer or account name.
 func checkName(what, s string) error {
 	if !utf8.ValidString(s) {

@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/twofold/twofold/otp"
 )
 
 // PasswordHasher hashes and checks passwords under a concurrency bound. It
@@ -113,8 +115,8 @@ func NewService(cfg Config) (*Service, error) {
 	if s.issuer == "" {
 		s.issuer = "twofold"
 	}
-	if strings.ContainsRune(s.issuer, ':') || strings.ContainsFunc(s.issuer, unicode.IsControl) {
-		return nil, fmt.Errorf("mfa: new service: issuer %q: no colon or control character allowed", s.issuer)
+	if err := otp.CheckIssuer(s.issuer); err != nil {
+		return nil, fmt.Errorf("mfa: new service: issuer %q: %w", s.issuer, err)
 	}
 	if s.now == nil {
 		s.now = time.Now

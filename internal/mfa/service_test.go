@@ -1510,6 +1510,29 @@ func TestSessionIdleMinimum(t *testing.T) {
 	}
 }
 
+// An issuer that no key URI can carry is refused when the Service starts,
+// not at each enrollment after the user's password is checked.
+func TestIssuerChecked(t *testing.T) {
+	f := newFixture(t)
+	newService := func(issuer string) (*mfa.Service, error) {
+		return mfa.NewService(mfa.Config{Store: f.store, Passwords: f.hasher, Cipher: f.keys,
+			CodeKey: bytes.Repeat([]byte{7}, 32), Issuer: issuer})
+	}
+	for _, bad := range []string{"Acme:Mail", "Acme\nMail", " Acme", "Acme \xff"} {
+		if _, err := newService(bad); err == nil || !strings.Contains(err.Error(), "issuer") {
+			t.Errorf("issuer %q: got %v, want an error about the issuer", bad, err)
+		}
+	}
+	svc, err := newService("Acme Mail Ünïcode")
+	if err != nil {
+		t.Fatalf("a good issuer: %v", err)
+	}
+	u := f.user(t, "ann@example.com")
+	if _, err := svc.BeginTOTP(t.Context(), u, testPassword, client); err != nil {
+		t.Errorf("enrolling under a good issuer: %v", err)
+	}
+}
+
 func TestEventSummaries(t *testing.T) {
 	for _, tc := range []struct {
 		typ    mfa.EventType
