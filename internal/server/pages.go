@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/twofold/twofold/internal/mfa"
 	"github.com/twofold/twofold/otp"
@@ -78,6 +79,7 @@ type codesPage struct {
 	Intro    string
 	Codes    []string
 	Download template.URL
+	FileName string // of the download
 	Done     string // where "Done" leads: a fixed local path
 }
 
@@ -465,7 +467,7 @@ func pageConfirm(k *kit, svc *mfa.Service) http.Handler {
 		codes, token, err := svc.ConfirmTOTP(r.Context(), u, r.PostFormValue("code"), k.client(r))
 		if err == nil {
 			k.replaceToken(w, r, token)
-			renderCodes(k, w, r, u, "Save your backup codes",
+			renderCodes(k, w, r, u, svc.Issuer(), "Save your backup codes",
 				"Two-factor authentication is now on. If you lose your phone, each of these codes lets you sign in once. "+
 					"Keep them somewhere safe: this is the only time they are shown.",
 				"/settings/security?msg=enabled", codes)
@@ -507,7 +509,7 @@ func pageRegenerateCodes(k *kit, svc *mfa.Service) http.Handler {
 			renderSecurity(k, svc, w, r, status, u, "", msg)
 			return
 		}
-		renderCodes(k, w, r, u, "Your new backup codes",
+		renderCodes(k, w, r, u, svc.Issuer(), "Your new backup codes",
 			"Your previous backup codes no longer work. Each of these codes lets you sign in once. "+
 				"Keep them somewhere safe: this is the only time they are shown.",
 			"/settings/security", codes)
@@ -515,10 +517,12 @@ func pageRegenerateCodes(k *kit, svc *mfa.Service) http.Handler {
 }
 
 // renderCodes shows backup codes, once. The download is a data: link made
-// here, so the codes never need to be kept to be fetched again.
-func renderCodes(k *kit, w http.ResponseWriter, r *http.Request, u *mfa.User, heading, intro, done string, codes []string) {
+// here, so the codes never need to be kept to be fetched again. The file
+// names the service (the issuer, as in the authenticator app), so that a
+// user of two services knows which file is which.
+func renderCodes(k *kit, w http.ResponseWriter, r *http.Request, u *mfa.User, issuer, heading, intro, done string, codes []string) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "twofold backup codes for %s\n", u.Email)
+	fmt.Fprintf(&b, "%s backup codes for %s\n", issuer, u.Email)
 	fmt.Fprintf(&b, "Created %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	b.WriteString("Each code works once. Keep them somewhere safe.\n\n")
 	for _, c := range codes {
@@ -531,8 +535,18 @@ func renderCodes(k *kit, w http.ResponseWriter, r *http.Request, u *mfa.User, he
 		Intro:    intro,
 		Codes:    codes,
 		Download: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(b.String())),
+		FileName: codesFileName(issuer),
 		Done:     done,
 	})
+}
+
+// codesFileName names the download of backup codes after the issuer, in
+// lower-case letters and digits joined by hyphens.
+func codesFileName(issuer string) string {
+	words := strings.FieldsFunc(strings.ToLower(issuer), func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	})
+	return strings.Join(append(words, "backup", "codes"), "-") + ".txt"
 }
 
 // Turning two-factor authentication off.

@@ -405,7 +405,7 @@ func TestPageEnableWizard(t *testing.T) {
 	if len(codes) != 10 {
 		t.Fatalf("codes on the page: got %d, want 10", len(codes))
 	}
-	p.mustContain(t, `download="twofold-backup-codes.txt"`, "Download as .txt", `href="/settings/security?msg=enabled"`, "Print")
+	p.mustContain(t, `download="twofold-test-backup-codes.txt"`, "Download as .txt", `href="/settings/security?msg=enabled"`, "Print")
 	dl := regexp.MustCompile(`href="data:text/plain;charset=utf-8,([^"]+)"`).FindStringSubmatch(p.body)
 	if dl == nil {
 		t.Fatal("no download link")
@@ -413,6 +413,9 @@ func TestPageEnableWizard(t *testing.T) {
 	text, err := url.PathUnescape(html.UnescapeString(dl[1]))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := "twofold test backup codes for " + testEmail + "\n"; !strings.HasPrefix(text, want) {
+		t.Errorf("the download begins %q, want %q", text[:min(len(text), len(want))], want)
 	}
 	for _, c := range codes {
 		if !strings.Contains(text, c[1]+"\n") {
