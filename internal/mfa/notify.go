@@ -1,9 +1,11 @@
 package mfa
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -201,15 +203,17 @@ func (s *Service) deliverNotice(ctx context.Context, q QueuedNotice) time.Time {
 // notice words the notice of q's event.
 func (s *Service) notice(q QueuedNotice) Notice {
 	e := q.Event
-	ip := e.IP
-	if ip == "" {
-		ip = "not known (a command on the server)"
+	// A change made by a command on the server has no IP address: its
+	// event names where it came from instead ("command line").
+	from := "From IP address: " + e.IP
+	if _, err := netip.ParseAddr(e.IP); err != nil {
+		from = "From: " + cmp.Or(e.IP, "not known")
 	}
 	body := fmt.Sprintf(`The security of your %s account %s has changed:
 
     %s
     When: %s
-    From IP address: %s
+    %s
 
 If you made this change, there is nothing to do.
 
@@ -218,6 +222,6 @@ your password and check your two-factor authentication, or ask your
 administrator for help at once.
 
 This message was sent automatically; replies are not read.
-`, s.issuer, q.Email, e.Summary(), e.At.UTC().Format("Mon, 2 Jan 2006 15:04 MST"), ip)
+`, s.issuer, q.Email, e.Summary(), e.At.UTC().Format("Mon, 2 Jan 2006 15:04 MST"), from)
 	return Notice{EventID: e.ID, At: e.At, To: q.Email, Subject: s.issuer + ": " + e.Summary(), Body: body}
 }

@@ -107,7 +107,7 @@ func TestNoticesOfChanges(t *testing.T) {
 	if err := f.svc.ResetTwoFactor(ctx, u.Email, mfa.Client{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.SetPassword(ctx, u.Email, testPassword, mfa.Client{}); err != nil {
+	if err := f.svc.SetPassword(ctx, u.Email, testPassword, mfa.Client{IP: "command line"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -142,8 +142,12 @@ func TestNoticesOfChanges(t *testing.T) {
 		if !strings.Contains(notice.Body, e.Summary()) || !strings.Contains(notice.Body, when) || !strings.Contains(notice.Body, u.Email) {
 			t.Errorf("notice of %s: body %q lacks what happened (%q), when (%q) or the account", e.Type, notice.Body, e.Summary(), when)
 		}
-		if wantIP := cmp.Or(e.IP, "not known"); !strings.Contains(notice.Body, wantIP) {
-			t.Errorf("notice of %s: body %q lacks the IP address %q", e.Type, notice.Body, wantIP)
+		wantFrom := "From IP address: " + e.IP + "\n"
+		if e.IP == "" || e.IP == "command line" {
+			wantFrom = "From: " + cmp.Or(e.IP, "not known") + "\n"
+		}
+		if !strings.Contains(notice.Body, wantFrom) {
+			t.Errorf("notice of %s: body %q lacks %q", e.Type, notice.Body, wantFrom)
 		}
 		for _, s := range secrets {
 			if strings.Contains(notice.Body, s) || strings.Contains(notice.Subject, s) {
