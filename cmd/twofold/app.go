@@ -129,8 +129,19 @@ func openDatabase(ctx context.Context, loc databaseLocation, mustHaveData bool) 
 	if !hadData && mustHaveData {
 		return nil, false, noData
 	}
+	if !hadData {
+		// SQLite gives the -wal and -shm files the mode of the database
+		// file: it is 0600 from the start, not from after the migration.
+		if err := createPrivateFile(loc.sqlitePath); err != nil {
+			return nil, false, fmt.Errorf("database %s: %w", loc, err)
+		}
+	}
 	lite, err := sqlite.Open(ctx, loc.sqlitePath)
 	if err != nil {
+		if !hadData {
+			// An empty file left behind would pass for a database with data.
+			os.Remove(loc.sqlitePath)
+		}
 		return nil, false, err
 	}
 	if !hadData {
@@ -141,6 +152,16 @@ func openDatabase(ctx context.Context, loc databaseLocation, mustHaveData bool) 
 		}
 	}
 	return lite, hadData, nil
+}
+
+// createPrivateFile creates the empty file path with mode 0600; it fails if
+// path exists.
+func createPrivateFile(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // openApp opens (creating on first use) the data directory and the database

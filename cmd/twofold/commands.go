@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/twofold/twofold/internal/mfa"
 )
@@ -44,22 +45,80 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	return nil
 }
 
-func cmdUser(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	const synopsis = "user add|set-password|reset-2fa [flags] EMAIL"
+// commandGroup is a command made of subcommands, such as "user add".
+type commandGroup struct {
+	name string
+	subs []subcommand
+}
+
+// subcommand is one command of a group, with its arguments past the flags
+// and a line on what it does, for the group's usage.
+type subcommand struct {
+	name, args, summary string
+}
+
+var userCommands = commandGroup{"user", []subcommand{
+	{"add", "EMAIL", "create an account; the password is read from stdin"},
+	{"set-password", "EMAIL", "give a user who forgot the password a new one, read from stdin; their sessions end"},
+	{"reset-2fa", "EMAIL", "turn two-factor authentication off for a user who lost the phone (recorded as an event)"},
+}}
+
+var keyCommands = commandGroup{"key", []subcommand{
+	{"rotate", "", "re-encrypt every secret under a new key; running servers follow"},
+	{"add", "", "add a key that seals nothing yet; then key rotate --primary ID --keep-old, then key retire: a rotation for instances with their own key files"},
+	{"retire", "", "re-encrypt what an old key still seals, then remove every key but the primary one"},
+}}
+
+// pick returns the subcommand that args name. With no subcommand, or an
+// unknown one, it prints the group's usage and returns errUsage; asked for
+// help (twofold user --help), it prints the usage and returns errHelp.
+func (g commandGroup) pick(args []string, stderr io.Writer) (subcommand, error) {
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, "Usage: twofold %s\n", synopsis)
-		return errUsage
+		g.usage(stderr)
+		return subcommand{}, errUsage
 	}
-	sub := args[0]
+	switch args[0] {
+	case "help", "--help", "-help", "-h", "--h":
+		g.usage(stderr)
+		return subcommand{}, errHelp
+	}
+	for _, sub := range g.subs {
+		if sub.name == args[0] {
+			return sub, nil
+		}
+	}
+	fmt.Fprintf(stderr, "twofold: unknown command \"%s %s\"\n\n", g.name, args[0])
+	g.usage(stderr)
+	return subcommand{}, errUsage
+}
+
+// usage lists the group's subcommands, each with what it does.
+func (g commandGroup) usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: twofold %s COMMAND [flags]\n\nCommands:\n", g.name)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, sub := range g.subs {
+		fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace(sub.name+" "+sub.args), sub.summary)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nRun \"twofold %s COMMAND --help\" for the flags of a command.\n", g.name)
+}
+
+// synopsis is the usage line of sub, without "twofold".
+func (g commandGroup) synopsis(sub subcommand) string {
+	return strings.TrimSpace(g.name + " " + sub.name + " [flags] " + sub.args)
+}
+
+func cmdUser(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd, err := userCommands.pick(args, stderr)
+	if err != nil {
+		return err
+	}
+	sub := cmd.name
 	var cfg Config
-	fs := newFlagSet("user "+sub, strings.Replace(synopsis, "add|set-password|reset-2fa", sub, 1), getenv, stderr)
+	fs := newFlagSet("user "+sub, userCommands.synopsis(cmd), getenv, stderr)
 	fs.dataFlag(&cfg)
 	if err := fs.parse(args[1:]); err != nil {
 		return err
-	}
-	if sub != "add" && sub != "set-password" && sub != "reset-2fa" {
-		fmt.Fprintf(stderr, "twofold: unknown command \"user %s\"\nUsage: twofold %s\n", sub, synopsis)
-		return errUsage
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
@@ -120,18 +179,16 @@ func userError(err error) error {
 	return err
 }
 
-const keySynopsis = "key add|rotate|retire [flags]"
-
 func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "add" && args[0] != "rotate" && args[0] != "retire") {
-		fmt.Fprintf(stderr, "Usage: twofold %s\n", keySynopsis)
-		return errUsage
+	cmd, err := keyCommands.pick(args, stderr)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
+	sub := cmd.name
 	var cfg Config
 	var primary string
 	var keepOld bool
-	fs := newFlagSet("key "+sub, "key "+sub+" [flags]", getenv, stderr)
+	fs := newFlagSet("key "+sub, keyCommands.synopsis(cmd), getenv, stderr)
 	fs.dataFlag(&cfg)
 	cfg.requireData = true
 	if sub == "rotate" {

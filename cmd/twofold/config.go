@@ -42,9 +42,10 @@ type Config struct {
 // the help text.
 type flagSet struct {
 	*flag.FlagSet
-	getenv func(string) string
-	errs   []error
-	args   []string // the arguments that are not flags
+	getenv    func(string) string
+	errs      []error
+	args      []string                  // the arguments that are not flags
+	durations map[string]*time.Duration // the flags of durationVar, by name
 }
 
 func newFlagSet(name, synopsis string, getenv func(string) string, stderr io.Writer) *flagSet {
@@ -95,6 +96,29 @@ func (fs *flagSet) durationVar(p *time.Duration, name string, def time.Duration,
 		def = d
 	}
 	fs.DurationVar(p, name, def, fs.describe(name, help))
+	if fs.durations == nil {
+		fs.durations = make(map[string]*time.Duration)
+	}
+	fs.durations[name] = p
+}
+
+// checkDurations refuses a duration flag given as zero or less, as its
+// environment twin is: the code behind it would take such a value for
+// "the default" or for nothing at all. It reports like the flag package does
+// a value it cannot parse.
+func (fs *flagSet) checkDurations() error {
+	var bad *flag.Flag
+	fs.Visit(func(f *flag.Flag) {
+		if p, ok := fs.durations[f.Name]; ok && *p <= 0 && bad == nil {
+			bad = f
+		}
+	})
+	if bad == nil {
+		return nil
+	}
+	fmt.Fprintf(fs.Output(), "invalid value %q for flag -%s: want a positive duration such as 30m\n", bad.Value, bad.Name)
+	fs.Usage()
+	return errUsage
 }
 
 // dataFlag adds --data and --database, which every command takes.
@@ -124,6 +148,9 @@ func (fs *flagSet) parse(args []string) error {
 		}
 		fs.args = append(fs.args, rest[0])
 		args = rest[1:]
+	}
+	if err := fs.checkDurations(); err != nil {
+		return err
 	}
 	return errors.Join(fs.errs...)
 }

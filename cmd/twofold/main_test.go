@@ -259,6 +259,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"user", "add"}, true, "Usage"},
 		{[]string{"user", "add", "a@example.com", "--data", "DATA", "b@example.com"}, true, "Usage"},
 		{[]string{"key", "spin"}, true, "Usage"},
+		{[]string{"key", "rotate", "--help"}, false, "TWOFOLD_PRIMARY"},
 		{[]string{"migrate", "--data", "DATA"}, false, "schema version"},
 	}
 	for _, tt := range tests {
@@ -272,6 +273,80 @@ func TestCommandLine(t *testing.T) {
 				t.Fatalf("got %v and output:\n%s\nwant error=%v and %q", err, out, tt.wantErr, tt.want)
 			}
 		})
+	}
+}
+
+// TestCommandGroupHelp: "twofold user --help" (and -h) lists the group's
+// commands, each with what it does, as the README promises of
+// "twofold COMMAND --help"; it is no unknown command and no failure.
+func TestCommandGroupHelp(t *testing.T) {
+	for _, g := range []commandGroup{userCommands, keyCommands} {
+		for _, help := range []string{"--help", "-h", "help"} {
+			t.Run(g.name+" "+help, func(t *testing.T) {
+				out, err := runCmd(t, "", g.name, help)
+				if err != nil {
+					t.Fatalf("got %v, want no error; output:\n%s", err, out)
+				}
+				if strings.Contains(out, "unknown command") {
+					t.Errorf("help taken for an unknown command:\n%s", out)
+				}
+				for _, sub := range g.subs {
+					if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(sub.name) + `\b.*` + regexp.QuoteMeta(sub.summary) + `$`).MatchString(out) {
+						t.Errorf("no line for %q with its summary %q:\n%s", sub.name, sub.summary, out)
+					}
+				}
+			})
+		}
+		// With no command, the same list, but as a usage error.
+		if out, err := runCmd(t, "", g.name); !errors.Is(err, errUsage) || !strings.Contains(out, g.subs[0].summary) {
+			t.Errorf("twofold %s: got %v, want the usage error listing its commands; output:\n%s", g.name, err, out)
+		}
+	}
+}
+
+// TestDurationFlagsMustBePositive: a duration flag of zero or less is refused
+// on the command line as its environment twin is, instead of being taken for
+// the default (--session-idle 0 meant 30m) or for nothing.
+func TestDurationFlagsMustBePositive(t *testing.T) {
+	const want = "want a positive duration such as 30m"
+	// A command that wrongly accepted the flag stops at once on the
+	// cancelled context, with another error.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"session-idle", []string{"serve", "--addr", "127.0.0.1:0", "--session-idle", "0"}},
+		{"session-idle", []string{"serve", "--addr", "127.0.0.1:0", "--session-idle=-5m"}},
+		{"session-max", []string{"serve", "--addr", "127.0.0.1:0", "--session-max", "-1h"}},
+		{"session-max", []string{"serve", "--addr", "127.0.0.1:0", "--session-max", "0s"}},
+		{"duration", []string{"loadtest", "--users", "1", "--duration", "0"}},
+		{"hash-duration", []string{"loadtest", "--users", "1", "--hash-duration", "-1s"}},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			args := c.args
+			if args[0] == "serve" {
+				args = append(args, "--data", t.TempDir())
+			}
+			var out bytes.Buffer
+			err := run(ctx, append([]string{"twofold"}, args...), noEnv, strings.NewReader(""), &out, &out)
+			if !errors.Is(err, errUsage) || !strings.Contains(out.String(), "-"+c.name) || !strings.Contains(out.String(), want) {
+				t.Fatalf("got %v and output:\n%s\nwant the usage error naming -%s: %s", err, &out, c.name, want)
+			}
+			// The environment twin is refused with the same words.
+			env := map[string]string{envName(c.name): "0", "TWOFOLD_DATA": t.TempDir()}
+			err = run(ctx, []string{"twofold", args[0]}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), envName(c.name)) || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s=0: got %v, want an error naming it: %s", envName(c.name), err, want)
+			}
+		})
+	}
+	// A positive duration is still taken.
+	o, err := parseLoadtestFlags([]string{"--duration", "2s", "--hash-duration=1m"}, noEnv, io.Discard)
+	if err != nil || o.duration != 2*time.Second || o.hashDuration != time.Minute {
+		t.Errorf("--duration 2s --hash-duration=1m: got %v, %v, %v", o.duration, o.hashDuration, err)
 	}
 }
 
