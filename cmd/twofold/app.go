@@ -129,17 +129,19 @@ func openDatabase(ctx context.Context, loc databaseLocation, mustHaveData bool) 
 	if !hadData && mustHaveData {
 		return nil, false, noData
 	}
+	var created os.FileInfo
 	if !hadData {
 		// SQLite gives the -wal and -shm files the mode of the database
 		// file: it is 0600 from the start, not from after the migration.
-		if err := createPrivateFile(loc.sqlitePath); err != nil {
+		if created, err = createPrivateFile(loc.sqlitePath); err != nil {
 			return nil, false, fmt.Errorf("database %s: %w", loc, err)
 		}
 	}
 	lite, err := sqlite.Open(ctx, loc.sqlitePath)
 	if err != nil {
-		if !hadData {
-			// An empty file left behind would pass for a database with data.
+		// An empty file left behind would pass for a database with data;
+		// one that another process has begun to fill is left alone.
+		if fi, serr := os.Stat(loc.sqlitePath); created != nil && serr == nil && os.SameFile(fi, created) && fi.Size() == 0 {
 			os.Remove(loc.sqlitePath)
 		}
 		return nil, false, err
@@ -154,14 +156,15 @@ func openDatabase(ctx context.Context, loc databaseLocation, mustHaveData bool) 
 	return lite, hadData, nil
 }
 
-// createPrivateFile creates the empty file path with mode 0600; it fails if
-// path exists.
-func createPrivateFile(path string) error {
+// createPrivateFile creates the empty file path with mode 0600 and returns
+// its FileInfo; it fails if path exists.
+func createPrivateFile(path string) (os.FileInfo, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return f.Close()
+	fi, err := f.Stat()
+	return fi, errors.Join(err, f.Close())
 }
 
 // openApp opens (creating on first use) the data directory and the database

@@ -204,6 +204,11 @@ func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Clien
 	}
 	if err := s.store.ConfirmFactor(ctx, f.ID, s.clock(), step, stored); err != nil {
 		if errors.Is(err, ErrNotFound) {
+			// Gone meanwhile: confirmed by a request sent twice (a
+			// double click), or replaced by a new setup.
+			if _, _, err := s.pendingFactor(ctx, u.ID); errors.Is(err, ErrAlreadyEnabled) {
+				return nil, "", err
+			}
 			return nil, "", ErrNoEnrollment
 		}
 		return nil, "", fmt.Errorf("mfa: confirm totp: %w", err)
@@ -289,9 +294,12 @@ func (s *Service) ResetTwoFactor(ctx context.Context, email string, c Client) er
 	if err := s.store.DeleteFactors(ctx, u.ID); err != nil {
 		return fmt.Errorf("mfa: reset: %w", err)
 	}
-	ctx = context.WithoutCancel(ctx) // the factors are gone: the rest follows
+	// The factors are gone: the rest follows, whatever becomes of ctx.
+	ctx, cancel := followUp(ctx)
+	defer cancel()
+	var sessionsErr error
 	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
-		return fmt.Errorf("mfa: reset: %w", err)
+		sessionsErr = fmt.Errorf("mfa: reset: two-factor authentication is off, but the sessions of the account did not end: %w", err)
 	}
 	// The backoff of wrong codes ends with the factor they were tried
 	// against, or the user could not confirm a new app for up to an hour.
@@ -302,7 +310,7 @@ func (s *Service) ResetTwoFactor(ctx context.Context, email string, c Client) er
 		}
 	}
 	s.record(ctx, u.ID, EventTwoFactorReset, c, "by an administrator")
-	return nil
+	return sessionsErr
 }
 
 // Backup codes: BackupCodeCount codes of 12 characters from a 32-symbol

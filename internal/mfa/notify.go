@@ -45,10 +45,6 @@ const (
 	noticeBatch       = 4
 	noticeSendTimeout = 30 * time.Second
 	noticeLease       = noticeBatch*noticeSendTimeout + time.Minute
-	// noticeSaveTimeout bounds the write that records a delivery, which
-	// goes on when the loop is stopped: a notice sent but not recorded
-	// would be sent again.
-	noticeSaveTimeout = 5 * time.Second
 	// A notice still undelivered after noticeMaxAttempts tries, or
 	// noticeMaxAge after its event, is given up, and the log says so: a
 	// notice days late would alarm more than it informs.
@@ -155,8 +151,9 @@ func (s *Service) DeliverDueNotices(ctx context.Context) (int, error) {
 			s.log.WarnContext(ctx, "notice dropped: no mail server to send it with",
 				"event_id", q.Event.ID, "user_id", q.Event.UserID, "event", string(q.Event.Type))
 		}
-		// Recorded even when ctx ended during the delivery.
-		saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), noticeSaveTimeout)
+		// Recorded even when ctx ended during the delivery (the loop
+		// stopped): a notice sent but not recorded would be sent again.
+		saveCtx, cancel := followUp(ctx)
 		if err := s.store.RescheduleNotice(saveCtx, q.Event.ID, next); err != nil {
 			errs = append(errs, fmt.Errorf("mfa: reschedule notice of event %d: %w", q.Event.ID, err))
 		}

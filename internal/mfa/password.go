@@ -67,8 +67,9 @@ func (s *Service) startFullSession(ctx context.Context, u *User, c Client) (stri
 // token is empty and the client signs in again. The sessions end even when
 // the client has gone away meanwhile.
 func (s *Service) restartSessions(ctx context.Context, u *User, c Client, op string) string {
-	ctx = context.WithoutCancel(ctx)
-	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
+	endCtx, cancel := followUp(ctx)
+	defer cancel()
+	if err := s.store.DeleteUserSessions(endCtx, u.ID); err != nil {
 		s.log.ErrorContext(ctx, op+": other sessions not ended", "user_id", u.ID, "err", err)
 	}
 	token, err := s.startFullSession(ctx, u, c)
@@ -106,7 +107,8 @@ func (s *Service) SetPassword(ctx context.Context, email, next string, c Client)
 	// The password is changed: what follows is done whatever becomes of
 	// ctx, and its failure is logged, not returned, so that support is
 	// not told the change failed.
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := followUp(ctx)
+	defer cancel()
 	s.record(ctx, u.ID, EventPasswordReset, c, "by an administrator")
 	if err := s.store.ResetThrottle(ctx, s.passwordKey(u.Email), time.Time{}); err != nil {
 		s.log.ErrorContext(ctx, "set password: the backoff of the password step stays", "user_id", u.ID, "err", err)
@@ -123,14 +125,8 @@ func (s *Service) SetPassword(ctx context.Context, email, next string, c Client)
 // whether to swap over it; a password changed meanwhile is refused with
 // ErrPasswordChanged.
 func (s *Service) replacePassword(ctx context.Context, u *User, phc, op string, mayOverwrite func(stored string) (bool, error)) error {
-	endSessions := func() error {
-		if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
-			return fmt.Errorf("mfa: %s: end sessions: %w", op, err)
-		}
-		return nil
-	}
-	if err := endSessions(); err != nil {
-		return err
+	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
+		return fmt.Errorf("mfa: %s: end sessions: %w", op, err)
 	}
 	for attempt := 1; ; attempt++ {
 		swapped, err := s.store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, phc)
@@ -139,10 +135,15 @@ func (s *Service) replacePassword(ctx context.Context, u *User, phc, op string, 
 		}
 		if swapped {
 			u.PasswordHash = phc
-			// The password is changed: its sessions end even when the
-			// client has gone away meanwhile.
-			ctx = context.WithoutCancel(ctx)
-			return endSessions()
+			// The password is changed and stays so: the sessions that
+			// sign-ins with the old one started meanwhile end even when the
+			// client has gone away, and a failure to end them is logged.
+			endCtx, cancel := followUp(ctx)
+			defer cancel()
+			if err := s.store.DeleteUserSessions(endCtx, u.ID); err != nil {
+				s.log.ErrorContext(ctx, op+": sessions started meanwhile not ended", "user_id", u.ID, "err", err)
+			}
+			return nil
 		}
 		if attempt == maxPasswordSwaps {
 			return ErrPasswordChanged

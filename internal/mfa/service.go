@@ -292,7 +292,8 @@ func (s *Service) record(ctx context.Context, userID int64, t EventType, c Clien
 // logged, as for record. It is stored even when the client has gone away
 // meanwhile: what it records has happened.
 func (s *Service) save(ctx context.Context, e *Event) {
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := followUp(ctx)
+	defer cancel()
 	e.Notify = notifies(e.Type) && s.noticeAllowed(ctx, e)
 	if err := s.store.AddEvent(ctx, e); err != nil {
 		s.log.ErrorContext(ctx, "record event", "user_id", e.UserID, "event", string(e.Type), "err", err)
@@ -305,6 +306,18 @@ func (s *Service) save(ctx context.Context, e *Event) {
 		default: // a wake-up is pending already
 		}
 	}
+}
+
+// followUpTimeout bounds a write that completes a change already made (its
+// event, the end of the account's other sessions).
+const followUpTimeout = 10 * time.Second
+
+// followUp returns the context of such a write: ctx's values without its
+// cancellation, since the change stands whether or not its client is still
+// there, and a deadline of its own, so that a stuck database does not hold
+// the request forever.
+func followUp(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), followUpTimeout)
 }
 
 // logEvent logs that e was recorded.

@@ -868,18 +868,30 @@ func (s *failSecondDelete) DeleteUserSessions(ctx context.Context, userID int64)
 	return s.Store.DeleteUserSessions(ctx, userID)
 }
 
-// A change that fails midway leaves no session from before it.
+// A change whose store fails after the swap leaves no session from before
+// it, and is reported as made, which it is: the new password is the one
+// that works. The failure is logged.
 func TestChangePasswordFailingMidwayEndsSessions(t *testing.T) {
 	fs := &failSecondDelete{}
 	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { fs.Store = s; return fs })
 	ctx := context.Background()
 	u := f.user(t, "ann@example.com")
 	intruder := f.login(t, u.Email)
-	if _, err := f.svc.ChangePassword(ctx, u, testPassword, "a new passphrase of several words", client); err == nil {
-		t.Fatal("ChangePassword succeeded over a failing store")
+	const next = "a new passphrase of several words"
+	if _, err := f.svc.ChangePassword(ctx, u, testPassword, next, client); err != nil {
+		t.Fatalf("ChangePassword: %v", err)
 	}
 	if _, _, err := f.svc.Authenticate(ctx, intruder.Token); err == nil {
-		t.Error("a session from before the failed change still works")
+		t.Error("a session from before the change still works")
+	}
+	if !strings.Contains(f.logs.String(), "sessions started meanwhile not ended") {
+		t.Errorf("the failure is not logged:\n%s", f.logs)
+	}
+	if n, err := f.store.CountEvents(ctx, u.ID, []mfa.EventType{mfa.EventPasswordChanged}, time.Time{}); n != 1 || err != nil {
+		t.Errorf("password_changed events: got %d, %v, want 1", n, err)
+	}
+	if _, err := f.svc.Login(ctx, u.Email, next, client); err != nil {
+		t.Errorf("signing in with the new password: %v", err)
 	}
 }
 
@@ -1602,6 +1614,13 @@ func (g *clientGone) DeleteUserSessions(ctx context.Context, userID int64) error
 	return g.Store.DeleteUserSessions(ctx, userID)
 }
 
+func (g *clientGone) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attempt time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return g.Store.ResetThrottle(ctx, key, attempt)
+}
+
 // A change to how an account is protected that has been stored is recorded,
 // and ends the account's other sessions where it should, even when the
 // client has gone away by then.
@@ -1671,6 +1690,30 @@ func TestChangeCompletesWhenClientGone(t *testing.T) {
 			if ended := aerr != nil && perr != nil; ended != tc.endsSessions {
 				t.Errorf("the session from before the change ended: %v, want %v (authenticate: %v, pending: %v)", ended, tc.endsSessions, aerr, perr)
 			}
+			if strings.Contains(f.logs.String(), "level=ERROR") {
+				t.Errorf("a write after the change failed:\n%s", f.logs)
+			}
 		})
+	}
+}
+
+// confirmedMeanwhile confirms a factor once more before each
+// ConfirmFactor: the same confirmation sent twice at once (a double click)
+// and the other request's write landing first.
+type confirmedMeanwhile struct{ mfa.Store }
+
+func (s confirmedMeanwhile) ConfirmFactor(ctx context.Context, id int64, at time.Time, step int64, codes []mfa.BackupCode) error {
+	if err := s.Store.ConfirmFactor(ctx, id, at, step, codes); err != nil {
+		return err
+	}
+	return s.Store.ConfirmFactor(ctx, id, at, step, codes)
+}
+
+func TestConfirmRacingItself(t *testing.T) {
+	f := newFixtureWith(t, func(s mfa.Store) mfa.Store { return confirmedMeanwhile{s} })
+	u := f.user(t, "ann@example.com")
+	secret := f.beginTOTP(t, u, testPassword)
+	if _, _, err := f.svc.ConfirmTOTP(t.Context(), u, f.code(t, secret, 0), client); !errors.Is(err, mfa.ErrAlreadyEnabled) {
+		t.Errorf("the confirmation that lost the race: got %v, want ErrAlreadyEnabled", err)
 	}
 }

@@ -405,6 +405,10 @@ func pageEnable(k *kit, svc *mfa.Service) http.Handler {
 				renderScan(k, w, r, http.StatusOK, u, svc.Issuer(), enr, "")
 				return
 			}
+			if errors.Is(err, mfa.ErrAlreadyEnabled) { // confirmed meanwhile, in another tab
+				redirect(w, r, "/settings/security?msg=already_enabled")
+				return
+			}
 			if !errors.Is(err, mfa.ErrNoEnrollment) {
 				k.fail(w, r, err)
 				return
@@ -485,6 +489,10 @@ func pageConfirm(k *kit, svc *mfa.Service) http.Handler {
 			return
 		}
 		enr, perr := svc.PendingTOTP(r.Context(), u)
+		if errors.Is(perr, mfa.ErrAlreadyEnabled) { // confirmed meanwhile, in another tab
+			redirect(w, r, "/settings/security?msg=already_enabled")
+			return
+		}
 		if errors.Is(perr, mfa.ErrNoEnrollment) {
 			renderEnablePassword(k, w, r, http.StatusConflict, u, mfa.ErrNoEnrollment.Message)
 			return
