@@ -146,13 +146,6 @@ func openDatabase(ctx context.Context, loc databaseLocation, mustHaveData bool) 
 		}
 		return nil, false, err
 	}
-	if !hadData {
-		// Outside the data directory, the file is not under its mode 0700.
-		if err := os.Chmod(loc.sqlitePath, 0o600); err != nil {
-			lite.Close()
-			return nil, false, fmt.Errorf("database %s: %w", loc, err)
-		}
-	}
 	return lite, hadData, nil
 }
 

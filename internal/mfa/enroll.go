@@ -206,8 +206,8 @@ func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Clien
 		if errors.Is(err, ErrNotFound) {
 			// Gone meanwhile: confirmed by a request sent twice (a
 			// double click), or replaced by a new setup.
-			if _, _, err := s.pendingFactor(ctx, u.ID); errors.Is(err, ErrAlreadyEnabled) {
-				return nil, "", err
+			if on, err := s.confirmedTOTP(ctx, u.ID); err == nil && on != nil {
+				return nil, "", ErrAlreadyEnabled
 			}
 			return nil, "", ErrNoEnrollment
 		}
