@@ -12,7 +12,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -903,12 +902,20 @@ func httpTransport(n int) *http.Transport {
 	}
 }
 
-// postJSON posts body and returns the status, the Retry-After header and
-// the response body.
-func postJSON(ctx context.Context, c *http.Client, url, body string, cookie string) (int, string, []byte, error) {
+// ltResponse is what the load generator reads of an answer.
+type ltResponse struct {
+	status     int
+	retryAfter string // the Retry-After header
+	session    string // the session cookie set, if any
+	body       []byte
+}
+
+// postJSON posts body, with the session cookie if one is given, and reads
+// the answer.
+func postJSON(ctx context.Context, c *http.Client, url, body string, cookie string) (ltResponse, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
-		return 0, "", nil, err
+		return ltResponse{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if cookie != "" {
@@ -916,11 +923,17 @@ func postJSON(ctx context.Context, c *http.Client, url, body string, cookie stri
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, "", nil, err
+		return ltResponse{}, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Retry-After"), b, err
+	r := ltResponse{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == ltSessionCookie {
+			r.session = ck.Value
+		}
+	}
+	r.body, err = io.ReadAll(resp.Body)
+	return r, err
 }
 
 func ltJSONString(s string) string {
@@ -990,15 +1003,15 @@ func (v *verifier) send(ctx context.Context, client *http.Client, base string, s
 	for m := v.most.Load(); n > m && !v.most.CompareAndSwap(m, n); m = v.most.Load() {
 	}
 	body := `{"method":"totp","code":"` + v.users[p.user].code(time.Now()) + `"}`
-	status, _, b, err := postJSON(ctx, client, base+"/api/v1/login/second-factor", body, p.token)
+	resp, err := postJSON(ctx, client, base+"/api/v1/login/second-factor", body, p.token)
 	latency := time.Since(scheduled)
 	v.inFlight.Add(-1)
-	v.statuses.add(status, err)
+	v.statuses.add(resp.status, err)
 	switch {
 	case err != nil:
 		v.samples.add("%v", err)
-	case status != http.StatusOK || !bytes.Contains(b, []byte(`"authenticated"`)):
-		v.samples.add("%d %s", status, bytes.TrimSpace(b))
+	case resp.status != http.StatusOK || !bytes.Contains(resp.body, []byte(`"authenticated"`)):
+		v.samples.add("%d %s", resp.status, bytes.TrimSpace(resp.body))
 	}
 	v.mu.Lock()
 	v.lat = append(v.lat, latency)
@@ -1158,7 +1171,8 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 		return err
 	}
 
-	// Full sign-ins: password, then code, each from a fresh cookie jar.
+	// Full sign-ins: password, then code.
+	client := &http.Client{Transport: tr, Timeout: 2 * time.Minute}
 	var (
 		statuses statusCounter
 		samples  sampler
@@ -1180,7 +1194,7 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 						return
 					}
 					t0 := time.Now()
-					err := fullSignin(ctx, tr, srv.url(i), users[i], &statuses)
+					err := fullSignin(ctx, client, srv.url(i), users[i], &statuses)
 					d := time.Since(t0)
 					mu.Lock()
 					lat = append(lat, d)
@@ -1253,9 +1267,9 @@ func warmHasher(ctx context.Context, tr http.RoundTripper, srv ltCluster, conns 
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				i := int(next.Add(1) - 1)
 				body := `{"email":"warm-up-` + strconv.Itoa(i) + `@loadtest.invalid","password":` + ltJSONString(ltPassword) + `}`
-				status, _, b, err := postJSON(ctx, c, srv.url(i)+"/api/v1/login", body, "")
-				if err == nil && status != http.StatusUnauthorized {
-					err = fmt.Errorf("got %d, want 401: %s", status, bytes.TrimSpace(b))
+				resp, err := postJSON(ctx, c, srv.url(i)+"/api/v1/login", body, "")
+				if err == nil && resp.status != http.StatusUnauthorized {
+					err = fmt.Errorf("got %d, want 401: %s", resp.status, bytes.TrimSpace(resp.body))
 				}
 				if err != nil {
 					once.Do(func() { werr = fmt.Errorf("loadtest: warming the server's hasher: %w", err) })
@@ -1270,28 +1284,28 @@ func warmHasher(ctx context.Context, tr http.RoundTripper, srv ltCluster, conns 
 }
 
 // fullSignin signs u in with password and code, as a browser-less client
-// with its own cookie jar does.
-func fullSignin(ctx context.Context, tr http.RoundTripper, base string, u ltUser, statuses *statusCounter) error {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		return err
-	}
-	c := &http.Client{Transport: tr, Jar: jar, Timeout: 2 * time.Minute}
-	status, _, b, err := postJSON(ctx, c, base+"/api/v1/login", `{"email":`+ltJSONString(u.email)+`,"password":`+ltJSONString(ltPassword)+`}`, "")
-	statuses.add(status, err)
+// does: it sends the session cookie that the password step sets. c keeps
+// no cookies of its own, so that connections can be shared.
+func fullSignin(ctx context.Context, c *http.Client, base string, u ltUser, statuses *statusCounter) error {
+	resp, err := postJSON(ctx, c, base+"/api/v1/login", `{"email":`+ltJSONString(u.email)+`,"password":`+ltJSONString(ltPassword)+`}`, "")
+	statuses.add(resp.status, err)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	if status != http.StatusOK || !bytes.Contains(b, []byte(`"second_factor_required"`)) {
-		return fmt.Errorf("login: %d %s", status, bytes.TrimSpace(b))
+	if resp.status != http.StatusOK || !bytes.Contains(resp.body, []byte(`"second_factor_required"`)) || resp.session == "" {
+		return fmt.Errorf("login: %d %s (session cookie set: %v)", resp.status, bytes.TrimSpace(resp.body), resp.session != "")
 	}
-	status, _, b, err = postJSON(ctx, c, base+"/api/v1/login/second-factor", `{"method":"totp","code":"`+u.code(time.Now())+`"}`, "")
-	statuses.add(status, err)
+	pending := resp.session
+	resp, err = postJSON(ctx, c, base+"/api/v1/login/second-factor", `{"method":"totp","code":"`+u.code(time.Now())+`"}`, pending)
+	statuses.add(resp.status, err)
 	if err != nil {
 		return fmt.Errorf("second factor: %w", err)
 	}
-	if status != http.StatusOK || !bytes.Contains(b, []byte(`"authenticated"`)) {
-		return fmt.Errorf("second factor: %d %s", status, bytes.TrimSpace(b))
+	if resp.status != http.StatusOK || !bytes.Contains(resp.body, []byte(`"authenticated"`)) {
+		return fmt.Errorf("second factor: %d %s", resp.status, bytes.TrimSpace(resp.body))
+	}
+	if resp.session == "" || resp.session == pending {
+		return errors.New("second factor: the session was not rotated")
 	}
 	return nil
 }
@@ -1333,7 +1347,8 @@ func phaseFlood(ctx context.Context, o loadtestOptions, srv ltCluster, full []lt
 		wg.Go(func() {
 			<-go0
 			t0 := time.Now()
-			status, retry, b, err := postJSON(ctx, client, url, body, "")
+			resp, err := postJSON(ctx, client, url, body, "")
+			status, retry, b := resp.status, resp.retryAfter, resp.body
 			d := time.Since(t0)
 			mu.Lock()
 			lat = append(lat, d)
@@ -1391,10 +1406,16 @@ type memWatch struct {
 }
 
 // watchMemory starts watching pid's peak resident memory: it resets the
-// kernel's high-water mark (VmHWM) where allowed, and samples VmRSS.
+// kernel's high-water mark (VmHWM) where allowed, and samples VmRSS where
+// not. The kernel's mark, read at the end, is exact; sampling, every 50 ms,
+// may miss a peak, and costs CPU that the phases measure.
 func watchMemory(pid int) *memWatch {
 	m := &memWatch{pid: pid, done: make(chan struct{}), finished: make(chan struct{})}
 	m.reset = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
+	if m.reset {
+		close(m.finished)
+		return m
+	}
 	go func() {
 		defer close(m.finished)
 		t := time.NewTicker(50 * time.Millisecond)
