@@ -95,11 +95,11 @@ func parseLoadtestFlags(args []string, getenv func(string) string, stderr io.Wri
 	fs.durationVar(&o.duration, "duration", 10*time.Second, "how long phase 1 (second-factor requests) runs")
 	intFlag(fs, &o.concurrency, "concurrency", 32, "client connections of phase 1's throughput part")
 	intFlag(fs, &o.rate, "rate", targetVerifyRate, "second-factor requests per second that phase 1's latency part starts, at fixed intervals")
-	intFlag(fs, &o.fullSignins, "full-signins", 300, "full sign-ins (password + code) of phase 2, each by its own user hashed with the default argon2id parameters")
+	intFlag(fs, &o.fullSignins, "full-signins", 1000, "users of phase 2, hashed with the default argon2id parameters, each signing in (password + code) once at most")
 	intFlag(fs, &o.signinConns, "signin-concurrency", 2*runtime.NumCPU(), "client connections of phase 2")
 	intFlag(fs, &o.flood, "flood", 200, "concurrent password logins of phase 3")
 	intFlag(fs, &o.pending, "pending", 0, "pending sign-ins prepared for phase 1 (0: the smaller of --users and (8000 + --rate) per second of --duration)")
-	fs.durationVar(&o.hashDuration, "hash-duration", 3*time.Second, "how long phase 2 measures raw argon2id hashing, in all its rounds")
+	fs.durationVar(&o.hashDuration, "hash-duration", 10*time.Second, "how long phase 2 runs raw argon2id hashing, over all its rounds of about 1s; the full sign-ins run as long, or until their users run out")
 	fs.boolVar(&o.keep, "keep", false, "keep the scratch data directory, so --reuse can run on it again")
 	fs.stringVar(&o.reuse, "reuse", "", "run on a scratch directory kept by an earlier --keep run instead of seeding a new one")
 	fs.stringVar(&o.postgres, "postgres", "", "run on PostgreSQL: the URL of a server where loadtest creates a scratch database (its user needs CREATEDB), dropped at the end")
@@ -234,27 +234,36 @@ type ltVerify struct {
 }
 
 type ltSignin struct {
+	Rounds          int            `json:"rounds"`     // planned
+	RoundsRun       int            `json:"rounds_run"` // fewer when the users ran out
 	HashGoroutines  int            `json:"hash_goroutines"`
-	Hashes          int            `json:"hashes"`
-	HashSeconds     float64        `json:"hash_seconds"`
+	HashesAll       int            `json:"hashes_all"`   // every hash of the rounds
+	Hashes          int            `json:"hashes"`       // those counted in the steady-state windows
+	HashSeconds     float64        `json:"hash_seconds"` // the windows' length
 	HashesPerSecond float64        `json:"hashes_per_second"`
+	HashCPUMs       float64        `json:"hash_cpu_ms"`   // this process's CPU time per hash of the rounds
 	WarmupLogins    int            `json:"warmup_logins"` // untimed, before the first round
 	Connections     int            `json:"connections"`
 	Signins         int            `json:"signins"`
 	OK              int            `json:"ok"`
+	Counted         int            `json:"counted"` // successful sign-ins counted in the steady-state windows
 	Errors          int            `json:"errors"`
 	ErrorSamples    []string       `json:"error_samples,omitempty"`
 	Statuses        map[string]int `json:"statuses"`
-	Seconds         float64        `json:"seconds"`
+	Seconds         float64        `json:"seconds"` // the windows' length
 	PerSecond       float64        `json:"per_second"`
 	Latency         ltLatency      `json:"latency"`
 	Ratio           float64        `json:"ratio"`
+	RoundRatios     []float64      `json:"round_ratios"` // each round's own, to show the drift
 	ServerPeakMB    float64        `json:"server_peak_rss_mb"`
 	ServerCPUSecs   float64        `json:"server_cpu_seconds"`   // during the sign-ins
 	ClientCPUSecs   float64        `json:"loadtest_cpu_seconds"` // during the sign-ins
+	ServerCPUMs     float64        `json:"server_cpu_ms_per_signin"`
+	ClientCPUMs     float64        `json:"loadtest_cpu_ms_per_signin"`
 	// The machine's CPU time, in percent, that was idle or stolen by the
-	// hypervisor during the raw hashing and during the sign-ins: steal
-	// slows whichever part it falls in, and so moves the ratio.
+	// hypervisor during the raw hashing and during the sign-ins, pipelines
+	// filling and draining included: steal slows whichever part it falls
+	// in, and so moves the ratio.
 	HashIdlePct  float64 `json:"hash_idle_percent"`
 	HashStealPct float64 `json:"hash_steal_percent"`
 	SignIdlePct  float64 `json:"signin_idle_percent"`
@@ -1112,35 +1121,75 @@ func phaseVerify(ctx context.Context, o loadtestOptions, srv ltCluster, users []
 	return nil
 }
 
-// signinRounds is how many times phase 2 alternates raw hashing and
-// sign-ins: this machine's speed drifts over seconds (a shared host), and
-// alternating lets the drift weigh on both rates alike.
-const signinRounds = 3
+// signinRoundLength is the time that each side of a phase-2 round, raw
+// hashing and sign-ins, aims at. This machine's speed drifts over seconds
+// (a shared host): many short rounds let the drift weigh on both rates
+// alike, where a few long ones let it favour either side by 10%.
+const signinRoundLength = time.Second
+
+// completions records when the units of work of one side of a round
+// (hashes, or sign-ins) completed, to measure its rate in steady state.
+type completions struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (c *completions) add(t time.Time) {
+	c.mu.Lock()
+	c.times = append(c.times, t)
+	c.mu.Unlock()
+}
+
+// window returns the work completed between the first completion and the
+// last one at or before end, and the time between the two. Inside that
+// window every client was busy: it leaves out the pipeline filling at the
+// start, when the first hashes are still running, and draining at the end,
+// when the last ones finish with CPUs falling idle. Counting from the
+// first completion, that first one is not counted.
+func (c *completions) window(end time.Time) (n int, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	slices.SortFunc(c.times, func(a, b time.Time) int { return a.Compare(b) })
+	var first, last time.Time
+	for _, t := range c.times {
+		if t.After(end) {
+			break
+		}
+		if first.IsZero() {
+			first = t
+		} else {
+			n++
+		}
+		last = t
+	}
+	return n, last.Sub(first)
+}
 
 // phaseSignin compares full sign-ins over HTTP with raw argon2id hashing in
-// this process while the server is idle, in alternating rounds.
+// this process while the server is idle. The two alternate in rounds of
+// about signinRoundLength each, and each rate is measured in steady state
+// (see completions.window).
 func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []ltUser, r *ltSignin, progress func(string, ...any)) error {
 	// Raw argon2id: Verify, what a sign-in runs, with the default
 	// parameters, from as many goroutines as CPUs.
 	r.HashGoroutines = runtime.NumCPU()
 	r.Connections = o.signinConns
-	rounds := min(signinRounds, len(full))
-	progress("phase 2: %d rounds of raw argon2id verifications (%d goroutines, %s in all) and full sign-ins over HTTP (%d in all, %d connections)...",
-		rounds, r.HashGoroutines, o.hashDuration, len(full), r.Connections)
+	r.Rounds = max(1, int((o.hashDuration+signinRoundLength/2)/signinRoundLength))
+	slice := o.hashDuration / time.Duration(r.Rounds)
+	progress("phase 2: %d rounds of raw argon2id verifications (%d goroutines) and full sign-ins over HTTP (%d connections), %s each, %d users in all...",
+		r.Rounds, r.HashGoroutines, r.Connections, slice, len(full))
 	h := password.NewHasher(password.Options{})
 	phc, err := h.Hash(ctx, ltPassword)
 	if err != nil {
 		return fmt.Errorf("loadtest: %w", err)
 	}
-	hashFor := func(d time.Duration) (int, time.Duration, error) {
+	hashUntil := func(deadline time.Time, done *completions) (int, error) {
 		var (
 			hashes atomic.Int64
 			herr   error
 			once   sync.Once
 			wg     sync.WaitGroup
 		)
-		start := time.Now()
-		deadline := start.Add(d)
 		for range r.HashGoroutines {
 			wg.Go(func() {
 				for ctx.Err() == nil && time.Now().Before(deadline) {
@@ -1149,12 +1198,13 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 						once.Do(func() { herr = fmt.Errorf("loadtest: argon2id verify: ok=%v, %w", ok, err) })
 						return
 					}
+					done.add(time.Now())
 					hashes.Add(1)
 				}
 			})
 		}
 		wg.Wait()
-		return int(hashes.Load()), time.Since(start), cmp.Or(herr, ctx.Err())
+		return int(hashes.Load()), cmp.Or(herr, ctx.Err())
 	}
 	// Untimed first, on both sides: the first hashes of a process are
 	// slower while its heap grows to hold argon2's memory. Each new page is
@@ -1162,7 +1212,7 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 	// VM each second fault interrupts the other CPU; this costs the raw
 	// hashing a third of its rate in its first 2 s, and the server, which
 	// hashed no password in phase 1, as much.
-	if _, _, err := hashFor(o.hashDuration / 3); err != nil {
+	if _, err := hashUntil(time.Now().Add(o.hashDuration/3), &completions{}); err != nil {
 		return err
 	}
 	tr := httpTransport(r.Connections)
@@ -1171,63 +1221,90 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 		return err
 	}
 
-	// Full sign-ins: password, then code.
+	// Full sign-ins: password, then code, until the round's time is up or
+	// the users are used up.
 	client := &http.Client{Transport: tr, Timeout: 2 * time.Minute}
 	var (
 		statuses statusCounter
 		samples  sampler
 		mu       sync.Mutex
 		lat      []time.Duration
-		hashTime time.Duration
-		signTime time.Duration
+		next     atomic.Int64
 
-		hashMachine, signMachine machineTicks // summed over the rounds
+		hashCPU, hashTime, signTime time.Duration
+		hashMachine, signMachine    machineTicks // summed over the rounds
 	)
-	signins := func(users []ltUser) {
-		var next atomic.Int64
+	// signins returns when the users ran out, if they did before d.
+	signins := func(d time.Duration, done *completions) (usedUp time.Time) {
+		deadline := time.Now().Add(d)
+		var once sync.Once
 		var wg sync.WaitGroup
 		for range r.Connections {
 			wg.Go(func() {
-				for ctx.Err() == nil {
+				for ctx.Err() == nil && time.Now().Before(deadline) {
 					i := int(next.Add(1) - 1)
-					if i >= len(users) {
+					if i >= len(full) {
+						once.Do(func() { usedUp = time.Now() })
 						return
 					}
 					t0 := time.Now()
-					err := fullSignin(ctx, client, srv.url(i), users[i], &statuses)
-					d := time.Since(t0)
+					err := fullSignin(ctx, client, srv.url(i), full[i], &statuses)
+					t1 := time.Now()
 					mu.Lock()
-					lat = append(lat, d)
+					lat = append(lat, t1.Sub(t0))
 					if err == nil {
 						r.OK++
 					}
 					mu.Unlock()
 					if err != nil {
-						samples.add("%s: %v", users[i].email, err)
+						samples.add("%s: %v", full[i].email, err)
+					} else {
+						done.add(t1)
 					}
 				}
 			})
 		}
 		wg.Wait()
+		if usedUp.IsZero() {
+			return deadline
+		}
+		return usedUp
 	}
 	mem := srv.watchMemory()
-	for round := range rounds {
-		m0 := readMachineTicks()
-		n, el, err := hashFor(o.hashDuration / time.Duration(rounds))
+	for round := 0; round < r.Rounds && int(next.Load()) < len(full); round++ {
+		m0, cpu0 := readMachineTicks(), selfCPU()
+		var hashed completions
+		deadline := time.Now().Add(slice)
+		n, err := hashUntil(deadline, &hashed)
 		if err != nil {
 			mem.stop()
 			return err
 		}
-		r.Hashes += n
-		hashTime += el
+		r.HashesAll += n
+		hashCPU += selfCPU() - cpu0
+		k, d := hashed.window(deadline)
+		r.Hashes += k
+		hashTime += d
+		roundHashRate := rate(k, d)
 		m1 := readMachineTicks()
 		hashMachine.addSpan(m0, m1)
-		t0, cpu0, self0 := time.Now(), srv.cpu(), selfCPU()
-		signins(full[round*len(full)/rounds : (round+1)*len(full)/rounds])
-		signTime += time.Since(t0)
-		r.ServerCPUSecs += (srv.cpu() - cpu0).Seconds()
+
+		var signed completions
+		srvCPU0, self0 := srv.cpu(), selfCPU()
+		end := signins(slice, &signed)
+		k, d = signed.window(end)
+		r.Counted += k
+		signTime += d
+		if roundHashRate > 0 {
+			r.RoundRatios = append(r.RoundRatios, math.Round(1000*rate(k, d)/roundHashRate)/1000)
+		}
+		r.ServerCPUSecs += (srv.cpu() - srvCPU0).Seconds()
 		r.ClientCPUSecs += (selfCPU() - self0).Seconds()
 		signMachine.addSpan(m1, readMachineTicks())
+		r.RoundsRun++
+	}
+	if r.RoundsRun < r.Rounds {
+		progress("phase 2: the %d users ran out after %d of %d rounds: raise --full-signins", len(full), r.RoundsRun, r.Rounds)
 	}
 	r.HashIdlePct, r.HashStealPct = hashMachine.percent()
 	r.SignIdlePct, r.SignStealPct = signMachine.percent()
@@ -1236,17 +1313,41 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 		return err
 	}
 	r.HashSeconds = hashTime.Seconds()
-	r.HashesPerSecond = float64(r.Hashes) / hashTime.Seconds()
+	r.HashesPerSecond = rate(r.Hashes, hashTime)
 	r.Signins = len(lat)
 	r.Errors = r.Signins - r.OK
 	r.Statuses = statuses.m
 	r.ErrorSamples = samples.samples
 	r.Seconds = signTime.Seconds()
-	r.PerSecond = float64(r.OK) / signTime.Seconds()
+	r.PerSecond = rate(r.Counted, signTime)
 	r.Latency = latencyOf(lat)
-	r.Ratio = r.PerSecond / r.HashesPerSecond
+	if r.HashesAll > 0 && r.OK > 0 {
+		r.HashCPUMs = ms(hashCPU) / float64(r.HashesAll)
+		r.ServerCPUMs = 1000 * r.ServerCPUSecs / float64(r.OK)
+		r.ClientCPUMs = 1000 * r.ClientCPUSecs / float64(r.OK)
+	}
+	if r.HashesPerSecond > 0 {
+		r.Ratio = r.PerSecond / r.HashesPerSecond
+	}
 	progress("phase 2: %.1f argon2id hashes/s, %.1f full sign-ins/s: ratio %.3f", r.HashesPerSecond, r.PerSecond, r.Ratio)
 	return nil
+}
+
+// joinFloats lists xs with three decimals.
+func joinFloats(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.FormatFloat(x, 'f', 3, 64)
+	}
+	return strings.Join(parts, " ")
+}
+
+// rate is n per second of d, 0 for no time.
+func rate(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
 }
 
 // warmHasher sends password logins for unknown addresses, each answered
@@ -1750,14 +1851,18 @@ func (r *ltReport) print(w io.Writer, o loadtestOptions) {
 	p("  server RSS    target < %d MB over both parts                  %s", targetVerifyRSSKiB>>10, met(2))
 	p("")
 	s := r.Signin
-	p("Phase 2: full sign-in (password + code) against raw argon2id, in %d alternating rounds", signinRounds)
+	p("Phase 2: full sign-in (password + code) against raw argon2id, in %d alternating rounds (%d planned)", s.RoundsRun, s.Rounds)
 	p("  warm-up       %d password logins for unknown addresses (401), untimed", s.WarmupLogins)
-	p("  raw argon2id  %d Verify calls from %d goroutines in %.2f s: %.1f hashes/s (server idle)", s.Hashes, s.HashGoroutines, s.HashSeconds, s.HashesPerSecond)
-	p("  sign-ins      %d over HTTP from %d connections in %.2f s: %.1f sign-ins/s (%s)", s.Signins, s.Connections, s.Seconds, s.PerSecond, statusList(s.Statuses))
+	p("  raw argon2id  %d Verify calls from %d goroutines, %d of them in %.2f s of steady state: %.1f hashes/s (server idle)",
+		s.HashesAll, s.HashGoroutines, s.Hashes, s.HashSeconds, s.HashesPerSecond)
+	p("  sign-ins      %d over HTTP from %d connections (%s), %d of them in %.2f s of steady state: %.1f sign-ins/s",
+		s.Signins, s.Connections, statusList(s.Statuses), s.Counted, s.Seconds, s.PerSecond)
 	p("  latency       %s", s.Latency)
 	p("  ratio         %.3f                              target ≥ %.2f     %s", s.Ratio, targetSigninRatio, met(3))
+	p("  each round    %s", joinFloats(s.RoundRatios))
 	p("  server RSS    peak %.1f MB", s.ServerPeakMB)
-	p("  CPU time      during the sign-ins: server %.1f s, load generator %.1f s, of %.1f s available", s.ServerCPUSecs, s.ClientCPUSecs, s.Seconds*float64(r.CPUs))
+	p("  CPU time      %.2f ms per raw hash; per sign-in, %.2f ms in the server and %.2f ms in the load generator",
+		s.HashCPUMs, s.ServerCPUMs, s.ClientCPUMs)
 	p("  machine       idle %.1f%% and stolen by the hypervisor %.1f%% during the raw hashing, %.1f%% and %.1f%% during the sign-ins",
 		s.HashIdlePct, s.HashStealPct, s.SignIdlePct, s.SignStealPct)
 	for _, e := range s.ErrorSamples {

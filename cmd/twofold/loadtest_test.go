@@ -69,7 +69,7 @@ func TestLoadtestSmall(t *testing.T) {
 	t.Setenv("TMPDIR", t.TempDir()) // the scratch directory goes here
 	o, err := parseLoadtestFlags([]string{
 		"--users", "40", "--duration", "500ms", "--concurrency", "4", "--rate", "20",
-		"--full-signins", "4", "--flood", "12", "--hash-duration", "200ms", "--json",
+		"--full-signins", "4", "--flood", "12", "--hash-duration", "2s", "--signin-concurrency", "1", "--json",
 	}, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +93,11 @@ func TestLoadtestSmall(t *testing.T) {
 		{"raw argon2id rate", rep.Signin.Hashes > 0 && rep.Signin.HashesPerSecond > 0},
 		{"server warmed up before phase 2", rep.Signin.WarmupLogins > 0},
 		{"4 full sign-ins", rep.Signin.OK == 4 && rep.Signin.Errors == 0},
+		{"2 rounds planned", rep.Signin.Rounds == 2 && rep.Signin.RoundsRun >= 1},
+		// One connection: the first sign-in of each round starts its window.
+		{"sign-ins counted in steady state", rep.Signin.Counted >= 1 && rep.Signin.Counted < rep.Signin.OK},
 		{"sign-in ratio", rep.Signin.Ratio > 0},
+		{"CPU per hash and per sign-in", rep.Signin.HashCPUMs > 0 && rep.Signin.ServerCPUMs > 0 && rep.Signin.ClientCPUMs > 0},
 		{"flood all answered", rep.Flood.Requests == 12 && rep.Flood.Answered == 12 && rep.Flood.Failures == 0},
 		{"flood server memory", rep.Flood.ServerPeakMB > 0},
 		{"no server errors", rep.ServerLog.Errors == 0},
@@ -157,6 +161,38 @@ func TestLoadtestKeepReuse(t *testing.T) {
 	}
 }
 
+// TestCompletionsWindow checks the steady-state window of phase 2: from the
+// first completion to the last one at or before the end, the first not
+// counted.
+func TestCompletionsWindow(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	at := func(ms ...int) *completions {
+		c := &completions{}
+		for _, m := range ms {
+			c.add(t0.Add(time.Duration(m) * time.Millisecond))
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name  string
+		c     *completions
+		end   int // ms after t0
+		wantN int
+		wantD time.Duration
+	}{
+		{"none", at(), 100, 0, 0},
+		{"one", at(10), 100, 0, 0},
+		{"out of order, the last after the end", at(30, 10, 50, 20), 40, 2, 20 * time.Millisecond},
+		{"a completion at the end counts", at(10, 40, 20), 40, 2, 30 * time.Millisecond},
+		{"all after the end", at(50, 60), 40, 0, 0},
+	} {
+		n, d := tc.c.window(t0.Add(time.Duration(tc.end) * time.Millisecond))
+		if n != tc.wantN || d != tc.wantD {
+			t.Errorf("%s: got %d in %v, want %d in %v", tc.name, n, d, tc.wantN, tc.wantD)
+		}
+	}
+}
+
 func TestGoRuntimeEnv(t *testing.T) {
 	env := map[string]string{"GOGC": "300", "GODEBUG": "madvdontneed=0", "TWOFOLD_DATA": "/x", "GOPATH": "/go"}
 	got := strings.Join(goRuntimeEnv(func(k string) string { return env[k] }), " ")
@@ -214,7 +250,7 @@ func TestLoadtestPostgresTwoInstances(t *testing.T) {
 	o, err := parseLoadtestFlags([]string{
 		"--postgres", server, "--instances", "2",
 		"--users", "30", "--duration", "500ms", "--concurrency", "4",
-		"--full-signins", "4", "--flood", "9", "--hash-duration", "200ms", "--json",
+		"--full-signins", "4", "--flood", "9", "--hash-duration", "2s", "--json",
 	}, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
