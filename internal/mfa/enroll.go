@@ -202,7 +202,8 @@ func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Clien
 	if err != nil {
 		return nil, "", err
 	}
-	if err := s.store.ConfirmFactor(ctx, f.ID, s.clock(), step, stored); err != nil {
+	e := s.changeEvent(ctx, u.ID, EventTwoFactorEnabled, c, "authenticator app")
+	if err := s.store.ConfirmFactor(ctx, f.ID, e.At, step, stored, e); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			// Gone meanwhile: confirmed by a request sent twice (a
 			// double click), or replaced by a new setup.
@@ -213,7 +214,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Clien
 		}
 		return nil, "", fmt.Errorf("mfa: confirm totp: %w", err)
 	}
-	s.record(ctx, u.ID, EventTwoFactorEnabled, c, "authenticator app")
+	s.eventStored(ctx, e)
 	return codes, s.restartSessions(ctx, u, c, "confirm totp"), nil
 }
 
@@ -248,10 +249,11 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, u *User, password s
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.ReplaceBackupCodes(ctx, u.ID, stored); err != nil {
+	e := s.changeEvent(ctx, u.ID, EventBackupCodesRegenerated, c, "")
+	if err := s.store.ReplaceBackupCodes(ctx, u.ID, stored, e); err != nil {
 		return nil, fmt.Errorf("mfa: regenerate backup codes: %w", err)
 	}
-	s.record(ctx, u.ID, EventBackupCodesRegenerated, c, "")
+	s.eventStored(ctx, e)
 	return codes, nil
 }
 
@@ -262,10 +264,11 @@ func (s *Service) DisableTwoFactor(ctx context.Context, u *User, password string
 	if err := s.requireEnabled(ctx, u, password, c); err != nil {
 		return "", err
 	}
-	if err := s.store.DeleteFactors(ctx, u.ID); err != nil {
+	e := s.changeEvent(ctx, u.ID, EventTwoFactorDisabled, c, "")
+	if err := s.store.DeleteFactors(ctx, u.ID, e); err != nil {
 		return "", fmt.Errorf("mfa: disable: %w", err)
 	}
-	s.record(ctx, u.ID, EventTwoFactorDisabled, c, "")
+	s.eventStored(ctx, e)
 	return s.restartSessions(ctx, u, c, "disable"), nil
 }
 
@@ -291,9 +294,11 @@ func (s *Service) ResetTwoFactor(ctx context.Context, email string, c Client) er
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteFactors(ctx, u.ID); err != nil {
+	e := s.changeEvent(ctx, u.ID, EventTwoFactorReset, c, "by an administrator")
+	if err := s.store.DeleteFactors(ctx, u.ID, e); err != nil {
 		return fmt.Errorf("mfa: reset: %w", err)
 	}
+	s.eventStored(ctx, e)
 	// The factors are gone: the rest follows, whatever becomes of ctx.
 	ctx, cancel := followUp(ctx)
 	defer cancel()
@@ -309,7 +314,6 @@ func (s *Service) ResetTwoFactor(ctx context.Context, email string, c Client) er
 			s.log.ErrorContext(ctx, "reset: the backoff of wrong codes stays", "user_id", u.ID, "method", string(m), "err", err)
 		}
 	}
-	s.record(ctx, u.ID, EventTwoFactorReset, c, "by an administrator")
 	return sessionsErr
 }
 

@@ -164,7 +164,7 @@ func (s *Service) rehash(ctx context.Context, u *User, password string) {
 		return
 	}
 	// Only over the hash just checked: a password changed meanwhile stays.
-	swapped, err := s.store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, phc)
+	swapped, err := s.store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, phc, nil)
 	if err != nil {
 		s.log.ErrorContext(ctx, "rehash password", "user_id", u.ID, "err", err)
 		return

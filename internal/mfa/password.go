@@ -23,15 +23,15 @@ func (s *Service) ChangePassword(ctx context.Context, u *User, current, next str
 	if err != nil {
 		return "", s.hashError("change password", err)
 	}
+	e := s.changeEvent(ctx, u.ID, EventPasswordChanged, c, "")
 	// Only over the hash just checked, or a rehash by a sign-in of the
 	// same password meanwhile.
-	err = s.replacePassword(ctx, u, phc, "change password", func(stored string) (bool, error) {
+	err = s.replacePassword(ctx, u, phc, e, "change password", func(stored string) (bool, error) {
 		return s.passwords.Verify(ctx, stored, current)
 	})
 	if err != nil {
 		return "", err
 	}
-	s.record(ctx, u.ID, EventPasswordChanged, c, "")
 	token, err = s.startFullSession(ctx, u, c)
 	if err != nil {
 		return "", &Error{Kind: KindUnauthenticated, Code: "sign_in_again",
@@ -99,8 +99,9 @@ func (s *Service) SetPassword(ctx context.Context, email, next string, c Client)
 	if err != nil {
 		return s.hashError("set password", err)
 	}
+	e := s.changeEvent(ctx, u.ID, EventPasswordReset, c, "by an administrator")
 	// Over whatever hash is stored: support's word is the last.
-	err = s.replacePassword(ctx, u, phc, "set password", func(string) (bool, error) { return true, nil })
+	err = s.replacePassword(ctx, u, phc, e, "set password", func(string) (bool, error) { return true, nil })
 	if err != nil {
 		return err
 	}
@@ -109,7 +110,6 @@ func (s *Service) SetPassword(ctx context.Context, email, next string, c Client)
 	// not told the change failed.
 	ctx, cancel := followUp(ctx)
 	defer cancel()
-	s.record(ctx, u.ID, EventPasswordReset, c, "by an administrator")
 	if err := s.store.ResetThrottle(ctx, s.passwordKey(u.Email), time.Time{}); err != nil {
 		s.log.ErrorContext(ctx, "set password: the backoff of the password step stays", "user_id", u.ID, "err", err)
 	}
@@ -117,24 +117,25 @@ func (s *Service) SetPassword(ctx context.Context, email, next string, c Client)
 }
 
 // replacePassword ends every session of u, stores phc over the hash u was
-// read with, and ends every session again: whatever fails midway, no
-// session from before the change outlives it (the user is signed out and
-// signs in with whichever password holds), and sign-ins that started a
-// session with the old password meanwhile lose it too. If the stored hash
-// changed since u was read, mayOverwrite decides from the stored hash
-// whether to swap over it; a password changed meanwhile is refused with
-// ErrPasswordChanged.
-func (s *Service) replacePassword(ctx context.Context, u *User, phc, op string, mayOverwrite func(stored string) (bool, error)) error {
+// read with, and the change's event e in the same write, and ends every
+// session again: whatever fails midway, no session from before the change
+// outlives it (the user is signed out and signs in with whichever password
+// holds), and sign-ins that started a session with the old password
+// meanwhile lose it too. If the stored hash changed since u was read,
+// mayOverwrite decides from the stored hash whether to swap over it; a
+// password changed meanwhile is refused with ErrPasswordChanged.
+func (s *Service) replacePassword(ctx context.Context, u *User, phc string, e *Event, op string, mayOverwrite func(stored string) (bool, error)) error {
 	if err := s.store.DeleteUserSessions(ctx, u.ID); err != nil {
 		return fmt.Errorf("mfa: %s: end sessions: %w", op, err)
 	}
 	for attempt := 1; ; attempt++ {
-		swapped, err := s.store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, phc)
+		swapped, err := s.store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, phc, e)
 		if err != nil {
 			return fmt.Errorf("mfa: %s: %w", op, err)
 		}
 		if swapped {
 			u.PasswordHash = phc
+			s.eventStored(ctx, e)
 			// The password is changed and stays so: the sessions that
 			// sign-ins with the old one started meanwhile end even when the
 			// client has gone away, and a failure to end them is logged.

@@ -285,7 +285,12 @@ func (s *Service) hashError(op string, err error) error {
 // record stores a security event; a failure to record is logged, not
 // returned, because the user's action itself has succeeded or failed already.
 func (s *Service) record(ctx context.Context, userID int64, t EventType, c Client, detail string) {
-	s.save(ctx, &Event{UserID: userID, Type: t, At: s.clock(), IP: c.IP, Detail: detail})
+	s.save(ctx, s.newEvent(userID, t, c, detail))
+}
+
+// newEvent is an event of the user's account, by c, now.
+func (s *Service) newEvent(userID int64, t EventType, c Client, detail string) *Event {
+	return &Event{UserID: userID, Type: t, At: s.clock(), IP: c.IP, Detail: detail}
 }
 
 // save stores e, queueing its notice when its type has one; a failure is
@@ -294,11 +299,32 @@ func (s *Service) record(ctx context.Context, userID int64, t EventType, c Clien
 func (s *Service) save(ctx context.Context, e *Event) {
 	ctx, cancel := followUp(ctx)
 	defer cancel()
-	e.Notify = notifies(e.Type) && s.noticeAllowed(ctx, e)
+	s.prepareEvent(ctx, e)
 	if err := s.store.AddEvent(ctx, e); err != nil {
 		s.log.ErrorContext(ctx, "record event", "user_id", e.UserID, "event", string(e.Type), "err", err)
 		return
 	}
+	s.eventStored(ctx, e)
+}
+
+// changeEvent is the event of a change to the user's account, prepared to
+// be stored in the change's own write: a change is never made without its
+// record and its notice.
+func (s *Service) changeEvent(ctx context.Context, userID int64, t EventType, c Client, detail string) *Event {
+	e := s.newEvent(userID, t, c, detail)
+	s.prepareEvent(ctx, e)
+	return e
+}
+
+// prepareEvent decides, before e is stored, whether a notice of e is
+// queued with it.
+func (s *Service) prepareEvent(ctx context.Context, e *Event) {
+	e.Notify = notifies(e.Type) && s.noticeAllowed(ctx, e)
+}
+
+// eventStored follows the write of e: it logs e and, when its notice was
+// queued, wakes DeliverNotices.
+func (s *Service) eventStored(ctx context.Context, e *Event) {
 	s.logEvent(ctx, e)
 	if e.Notify {
 		select {

@@ -841,7 +841,7 @@ func TestSignInRacingRehash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := hs.Store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, rehashed); !ok || err != nil {
+		if ok, err := hs.Store.ReplacePasswordHash(ctx, u.ID, u.PasswordHash, rehashed, nil); !ok || err != nil {
 			t.Fatalf("ReplacePasswordHash: got %v, %v", ok, err)
 		}
 	}
@@ -1583,20 +1583,20 @@ func (g *clientGone) gone(err error) error {
 	return err
 }
 
-func (g *clientGone) ConfirmFactor(ctx context.Context, id int64, at time.Time, step int64, codes []mfa.BackupCode) error {
-	return g.gone(g.Store.ConfirmFactor(ctx, id, at, step, codes))
+func (g *clientGone) ConfirmFactor(ctx context.Context, id int64, at time.Time, step int64, codes []mfa.BackupCode, e *mfa.Event) error {
+	return g.gone(g.Store.ConfirmFactor(ctx, id, at, step, codes, e))
 }
 
-func (g *clientGone) DeleteFactors(ctx context.Context, userID int64) error {
-	return g.gone(g.Store.DeleteFactors(ctx, userID))
+func (g *clientGone) DeleteFactors(ctx context.Context, userID int64, e *mfa.Event) error {
+	return g.gone(g.Store.DeleteFactors(ctx, userID, e))
 }
 
-func (g *clientGone) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode) error {
-	return g.gone(g.Store.ReplaceBackupCodes(ctx, userID, codes))
+func (g *clientGone) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
+	return g.gone(g.Store.ReplaceBackupCodes(ctx, userID, codes, e))
 }
 
-func (g *clientGone) ReplacePasswordHash(ctx context.Context, userID int64, old, new string) (bool, error) {
-	ok, err := g.Store.ReplacePasswordHash(ctx, userID, old, new)
+func (g *clientGone) ReplacePasswordHash(ctx context.Context, userID int64, old, new string, e *mfa.Event) (bool, error) {
+	ok, err := g.Store.ReplacePasswordHash(ctx, userID, old, new, e)
 	return ok, g.gone(err)
 }
 
@@ -1621,18 +1621,20 @@ func (g *clientGone) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, att
 	return g.Store.ResetThrottle(ctx, key, attempt)
 }
 
-// A change to how an account is protected that has been stored is recorded,
-// and ends the account's other sessions where it should, even when the
-// client has gone away by then.
-func TestChangeCompletesWhenClientGone(t *testing.T) {
+// A securityChange is a change to how an account is protected, made
+// through the Service.
+type securityChange struct {
+	name         string
+	enabled      bool // 2FA on before the change
+	change       func(f *fixture, ctx context.Context, u *mfa.User, secret []byte) error
+	event        mfa.EventType
+	endsSessions bool
+}
+
+// securityChanges are the changes whose event is stored with them.
+func securityChanges(t *testing.T) []securityChange {
 	const otherPassword = "a different passphrase 42"
-	cases := []struct {
-		name         string
-		enabled      bool // 2FA on before the change
-		change       func(f *fixture, ctx context.Context, u *mfa.User, secret []byte) error
-		event        mfa.EventType
-		endsSessions bool
-	}{
+	return []securityChange{
 		{"confirm TOTP", false, func(f *fixture, ctx context.Context, u *mfa.User, secret []byte) error {
 			_, _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client)
 			return err
@@ -1660,18 +1662,29 @@ func TestChangeCompletesWhenClientGone(t *testing.T) {
 			return err
 		}, mfa.EventPasswordChanged, true},
 	}
-	for _, tc := range cases {
+}
+
+// prepare readies u for the change and returns the TOTP secret it uses.
+func (sc securityChange) prepare(t *testing.T, f *fixture, u *mfa.User) []byte {
+	t.Helper()
+	if sc.enabled {
+		secret, _ := f.enable(t, u)
+		f.pastSpentSteps(secret)
+		return secret
+	}
+	return f.beginTOTP(t, u, testPassword)
+}
+
+// A change to how an account is protected that has been stored is recorded,
+// and ends the account's other sessions where it should, even when the
+// client has gone away by then.
+func TestChangeCompletesWhenClientGone(t *testing.T) {
+	for _, tc := range securityChanges(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := &clientGone{cancel: func() {}}
 			f := newFixtureWith(t, func(s mfa.Store) mfa.Store { g.Store = s; return g })
 			u := f.user(t, "ann@example.com")
-			var secret []byte
-			if tc.enabled {
-				secret, _ = f.enable(t, u)
-				f.pastSpentSteps(secret)
-			} else {
-				secret = f.beginTOTP(t, u, testPassword)
-			}
+			secret := tc.prepare(t, f, u)
 			other := f.login(t, u.Email).Token // elsewhere: half signed in where 2FA is on
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
@@ -1697,16 +1710,124 @@ func TestChangeCompletesWhenClientGone(t *testing.T) {
 	}
 }
 
+// writesFail is a store whose change writes fail, when failChange is set,
+// and whose AddEvent fails, when failAddEvent is set: a database that goes
+// away at either point.
+type writesFail struct {
+	mfa.Store
+	failChange, failAddEvent atomic.Bool
+}
+
+var errDiskGone = errors.New("disk gone")
+
+func (w *writesFail) change(err error) error {
+	if w.failChange.Load() {
+		return errDiskGone
+	}
+	return err
+}
+
+func (w *writesFail) ConfirmFactor(ctx context.Context, id int64, at time.Time, step int64, codes []mfa.BackupCode, e *mfa.Event) error {
+	if err := w.change(nil); err != nil {
+		return err
+	}
+	return w.Store.ConfirmFactor(ctx, id, at, step, codes, e)
+}
+
+func (w *writesFail) DeleteFactors(ctx context.Context, userID int64, e *mfa.Event) error {
+	if err := w.change(nil); err != nil {
+		return err
+	}
+	return w.Store.DeleteFactors(ctx, userID, e)
+}
+
+func (w *writesFail) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
+	if err := w.change(nil); err != nil {
+		return err
+	}
+	return w.Store.ReplaceBackupCodes(ctx, userID, codes, e)
+}
+
+func (w *writesFail) ReplacePasswordHash(ctx context.Context, userID int64, old, new string, e *mfa.Event) (bool, error) {
+	if err := w.change(nil); err != nil {
+		return false, err
+	}
+	return w.Store.ReplacePasswordHash(ctx, userID, old, new, e)
+}
+
+func (w *writesFail) AddEvent(ctx context.Context, e *mfa.Event) error {
+	if w.failAddEvent.Load() {
+		return errDiskGone
+	}
+	return w.Store.AddEvent(ctx, e)
+}
+
+// A change and its event are one write: a change whose write fails records
+// no event, and one whose write succeeds has its event, and its notice,
+// even when the database fails right after it.
+func TestChangeAndEventOneWrite(t *testing.T) {
+	for _, tc := range securityChanges(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, failChange := range []bool{false, true} {
+				w := &writesFail{}
+				f := newFixtureWith(t, func(s mfa.Store) mfa.Store { w.Store = s; return w })
+				ctx := t.Context()
+				u := f.user(t, "ann@example.com")
+				secret := tc.prepare(t, f, u)
+				w.failChange.Store(failChange)
+				w.failAddEvent.Store(true)
+				err := tc.change(f, ctx, u, secret)
+				n, cerr := f.store.CountEvents(ctx, u.ID, []mfa.EventType{tc.event}, time.Time{})
+				if cerr != nil {
+					t.Fatal(cerr)
+				}
+				now := f.clock.Now()
+				claimed, cerr := f.store.ClaimNotices(ctx, now.Add(time.Minute), now.Add(time.Hour), 10)
+				if cerr != nil {
+					t.Fatal(cerr)
+				}
+				notices := 0 // of this change; enabling 2FA beforehand has one too
+				for _, q := range claimed {
+					if q.Event.Type == tc.event {
+						notices++
+					}
+				}
+				if failChange {
+					if !errors.Is(err, errDiskGone) {
+						t.Errorf("the change whose write failed: got %v, want the store's error", err)
+					}
+					if n != 0 || notices != 0 {
+						t.Errorf("the change whose write failed: %d %s events, %d notices of it, want none", n, tc.event, notices)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("the change: %v", err)
+				}
+				if n != 1 {
+					t.Errorf("%s events after the change: got %d, want 1, stored with the change", tc.event, n)
+				}
+				if notices != 1 {
+					t.Errorf("notices of the change's %s event: got %d, want 1", tc.event, notices)
+				}
+				if strings.Contains(f.logs.String(), "level=ERROR") {
+					t.Errorf("a write failed:\n%s", f.logs)
+				}
+			}
+		})
+	}
+}
+
 // confirmedMeanwhile confirms a factor once more before each
 // ConfirmFactor: the same confirmation sent twice at once (a double click)
 // and the other request's write landing first.
 type confirmedMeanwhile struct{ mfa.Store }
 
-func (s confirmedMeanwhile) ConfirmFactor(ctx context.Context, id int64, at time.Time, step int64, codes []mfa.BackupCode) error {
-	if err := s.Store.ConfirmFactor(ctx, id, at, step, codes); err != nil {
+func (s confirmedMeanwhile) ConfirmFactor(ctx context.Context, id int64, at time.Time, step int64, codes []mfa.BackupCode, e *mfa.Event) error {
+	if err := s.Store.ConfirmFactor(ctx, id, at, step, codes, e); err != nil {
 		return err
 	}
-	return s.Store.ConfirmFactor(ctx, id, at, step, codes)
+	return s.Store.ConfirmFactor(ctx, id, at, step, codes, e)
 }
 
 func TestConfirmRacingItself(t *testing.T) {

@@ -40,7 +40,9 @@ type Upgrade struct {
 }
 
 // Store keeps everything two instances of the server must agree on. Every
-// method is atomic. A missing row is ErrNotFound, except where a method
+// method is atomic; a change that takes an *Event stores it, with its
+// notice, in the change's own write, so that no change is ever made
+// without its record. A missing row is ErrNotFound, except where a method
 // reports success as a bool: then a missing row is false and a nil error, and
 // deleting nothing is not an error. A taken unique value is ErrConflict. IDs
 // are never reused, so a stale ID can never name a newer row. Returned times
@@ -58,8 +60,9 @@ type Store interface {
 	CountUsers(ctx context.Context) (int, error)
 	// ReplacePasswordHash swaps the user's password hash if it still equals
 	// old, and reports whether it did: a password changed meanwhile is
-	// never overwritten by a hash of the one before.
-	ReplacePasswordHash(ctx context.Context, userID int64, old, new string) (bool, error)
+	// never overwritten by a hash of the one before. When it swaps, it
+	// records e (if not nil) in the same write, as AddEvent does.
+	ReplacePasswordHash(ctx context.Context, userID int64, old, new string, e *Event) (bool, error)
 
 	// Factors returns every factor of the user, pending ones included.
 	Factors(ctx context.Context, userID int64) ([]Factor, error)
@@ -67,12 +70,14 @@ type Store interface {
 	// factor of the same user; confirmed factors are untouched.
 	SavePendingFactor(ctx context.Context, f *Factor) error
 	// ConfirmFactor marks a pending factor confirmed at the given time, with
-	// step as its last used step, removes any other factor of the user and
-	// replaces the user's backup codes (setting their IDs), all at once. It returns ErrNotFound
-	// when the factor is gone or was already confirmed.
-	ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []BackupCode) error
-	// DeleteFactors removes every factor and backup code of the user.
-	DeleteFactors(ctx context.Context, userID int64) error
+	// step as its last used step, removes any other factor of the user,
+	// replaces the user's backup codes (setting their IDs) and records e (if
+	// not nil) as AddEvent does, all at once. It returns ErrNotFound, and
+	// records nothing, when the factor is gone or was already confirmed.
+	ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []BackupCode, e *Event) error
+	// DeleteFactors removes every factor and backup code of the user and
+	// records e (if not nil) as AddEvent does, at once.
+	DeleteFactors(ctx context.Context, userID int64, e *Event) error
 	// FactorsAfter lists factors with ID > afterID in ID order, at most limit.
 	FactorsAfter(ctx context.Context, afterID int64, limit int) ([]Factor, error)
 	// ReplaceFactorSecret swaps a factor's sealed secret if it still equals
@@ -81,8 +86,9 @@ type Store interface {
 
 	// UnusedBackupCodes returns the user's backup codes not yet used.
 	UnusedBackupCodes(ctx context.Context, userID int64) ([]BackupCode, error)
-	// ReplaceBackupCodes deletes the user's codes and stores codes instead.
-	ReplaceBackupCodes(ctx context.Context, userID int64, codes []BackupCode) error
+	// ReplaceBackupCodes deletes the user's codes, stores codes instead and
+	// records e (if not nil) as AddEvent does, at once.
+	ReplaceBackupCodes(ctx context.Context, userID int64, codes []BackupCode, e *Event) error
 
 	CreateSession(ctx context.Context, s *Session) error
 	Session(ctx context.Context, id []byte) (*Session, error)

@@ -49,6 +49,10 @@ func TestStore(t *testing.T) {
 	})
 }
 
+func TestChangeRollback(t *testing.T) {
+	mfatest.TestChangeRollback(t, openTest(t, newDatabase(t)))
+}
+
 func latestVersion(t *testing.T) int {
 	t.Helper()
 	ms, err := migrations()
@@ -196,7 +200,7 @@ func TestErrors(t *testing.T) {
 	if !errors.Is(err, mfa.ErrNotFound) {
 		t.Errorf("CreateSession for a missing user: got %v, want ErrNotFound", err)
 	}
-	if err := db.ReplaceBackupCodes(ctx, 404, make([]mfa.BackupCode, 2)); !errors.Is(err, mfa.ErrNotFound) {
+	if err := db.ReplaceBackupCodes(ctx, 404, make([]mfa.BackupCode, 2), nil); !errors.Is(err, mfa.ErrNotFound) {
 		t.Errorf("ReplaceBackupCodes for a missing user: got %v, want ErrNotFound", err)
 	}
 	u := &mfa.User{Email: "a@example.com", PasswordHash: "h"} // the zero time is stored too
@@ -389,7 +393,7 @@ func TestInstances(t *testing.T) {
 	if err := a.SavePendingFactor(ctx, f); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.ConfirmFactor(ctx, f.ID, base, 100, nil); err != nil {
+	if err := a.ConfirmFactor(ctx, f.ID, base, 100, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	olds := make([][]byte, n)
@@ -452,7 +456,7 @@ func TestConcurrentReplaceCodes(t *testing.T) {
 		for j := range codes {
 			codes[j].Hash = fmt.Appendf(nil, "%d-%d", i, j)
 		}
-		return db.ReplaceBackupCodes(ctx, u.ID, codes)
+		return db.ReplaceBackupCodes(ctx, u.ID, codes, nil)
 	})
 	cs, err := db.UnusedBackupCodes(ctx, u.ID)
 	if err != nil {

@@ -130,14 +130,14 @@ VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
 	return nil
 }
 
-// ConfirmFactor confirms a pending factor, removes the user's other factors
-// and replaces the user's backup codes, in one transaction under the user's
-// lock. On success it sets codes[i].ID and codes[i].UserID (the factor's
-// user).
-func (db *DB) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []mfa.BackupCode) error {
+// ConfirmFactor confirms a pending factor, removes the user's other
+// factors, replaces the user's backup codes and records e, in one
+// transaction under the user's lock. On success it sets codes[i].ID and
+// codes[i].UserID (the factor's user).
+func (db *DB) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []mfa.BackupCode, e *mfa.Event) error {
 	var (
-		userID int64
-		ids    []int64
+		userID, evID int64
+		ids          []int64
 	)
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		// Lock the factor's user, then confirm the factor if it is still
@@ -156,18 +156,24 @@ WHERE id = $3 AND confirmed_at IS NULL RETURNING user_id`, stamp(at), step, fact
 		if _, err := tx.Exec(ctx, `DELETE FROM factors WHERE user_id = $1 AND id <> $2`, userID, factorID); err != nil {
 			return err
 		}
-		ids, err = replaceCodes(ctx, tx, userID, codes)
+		if ids, err = replaceCodes(ctx, tx, userID, codes); err != nil {
+			return err
+		}
+		evID, err = addEvent(ctx, tx, e)
 		return err
 	})
 	if err != nil {
 		return wrap("confirm factor", err)
 	}
 	setCodeIDs(codes, userID, ids)
+	setEventID(e, evID)
 	return nil
 }
 
-// DeleteFactors removes every factor and backup code of the user.
-func (db *DB) DeleteFactors(ctx context.Context, userID int64) error {
+// DeleteFactors removes every factor and backup code of the user and
+// records e, in one transaction.
+func (db *DB) DeleteFactors(ctx context.Context, userID int64, e *mfa.Event) error {
+	var evID int64
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockUser, userID); err != nil {
 			return err
@@ -175,12 +181,17 @@ func (db *DB) DeleteFactors(ctx context.Context, userID int64) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM factors WHERE user_id = $1`, userID); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `DELETE FROM backup_codes WHERE user_id = $1`, userID)
+		if _, err := tx.Exec(ctx, `DELETE FROM backup_codes WHERE user_id = $1`, userID); err != nil {
+			return err
+		}
+		var err error
+		evID, err = addEvent(ctx, tx, e)
 		return err
 	})
 	if err != nil {
 		return wrap("delete factors", err)
 	}
+	setEventID(e, evID)
 	return nil
 }
 
@@ -192,13 +203,37 @@ func (db *DB) FactorsAfter(ctx context.Context, afterID int64, limit int) ([]mfa
 	return db.queryFactors(ctx, "factors after", `SELECT `+factorColumns+` FROM factors WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
 }
 
-// ReplacePasswordHash swaps the user's password hash if it still equals old.
-func (db *DB) ReplacePasswordHash(ctx context.Context, userID int64, old, new string) (bool, error) {
-	ct, err := db.pool.Exec(ctx, `UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3`, new, userID, old)
+// ReplacePasswordHash swaps the user's password hash if it still equals
+// old, and then records e, in one transaction.
+func (db *DB) ReplacePasswordHash(ctx context.Context, userID int64, old, new string, e *mfa.Event) (bool, error) {
+	const replace = `UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3`
+	if e == nil { // one statement: a sign-in's rehash
+		ct, err := db.pool.Exec(ctx, replace, new, userID, old)
+		if err != nil {
+			return false, wrap("replace password hash", err)
+		}
+		return ct.RowsAffected() > 0, nil
+	}
+	var (
+		swapped bool
+		evID    int64
+	)
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		ct, err := tx.Exec(ctx, replace, new, userID, old)
+		if err != nil || ct.RowsAffected() == 0 {
+			return err
+		}
+		swapped = true
+		evID, err = addEvent(ctx, tx, e)
+		return err
+	})
 	if err != nil {
 		return false, wrap("replace password hash", err)
 	}
-	return ct.RowsAffected() > 0, nil
+	if swapped {
+		setEventID(e, evID)
+	}
+	return swapped, nil
 }
 
 // ReplaceFactorSecret swaps the factor's secret if it still equals old.
@@ -235,23 +270,30 @@ func (db *DB) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.Backup
 	return cs, nil
 }
 
-// ReplaceBackupCodes deletes the user's codes and stores codes instead, in
-// one transaction under the user's lock. On success it sets codes[i].ID and
-// codes[i].UserID.
-func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode) error {
-	var ids []int64
+// ReplaceBackupCodes deletes the user's codes, stores codes instead and
+// records e, in one transaction under the user's lock. On success it sets
+// codes[i].ID and codes[i].UserID.
+func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
+	var (
+		ids  []int64
+		evID int64
+	)
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockUser, userID); err != nil {
 			return err
 		}
 		var err error
-		ids, err = replaceCodes(ctx, tx, userID, codes)
+		if ids, err = replaceCodes(ctx, tx, userID, codes); err != nil {
+			return err
+		}
+		evID, err = addEvent(ctx, tx, e)
 		return err
 	})
 	if err != nil {
 		return wrap("replace backup codes", err)
 	}
 	setCodeIDs(codes, userID, ids)
+	setEventID(e, evID)
 	return nil
 }
 
@@ -458,6 +500,26 @@ func eventInsert(e *mfa.Event) (string, []any) {
 	return query, []any{e.UserID, string(e.Type), stamp(e.At), e.IP, e.Detail}
 }
 
+// addEvent stores e inside tx, queueing its notice if e.Notify, and
+// returns its ID; a nil e is no event.
+func addEvent(ctx context.Context, tx pgx.Tx, e *mfa.Event) (int64, error) {
+	if e == nil {
+		return 0, nil
+	}
+	var id int64
+	query, args := eventInsert(e)
+	err := tx.QueryRow(ctx, query, args...).Scan(&id)
+	return id, err
+}
+
+// setEventID gives e, if not nil, the ID it was stored under, once its
+// transaction is committed.
+func setEventID(e *mfa.Event, id int64) {
+	if e != nil {
+		e.ID = id
+	}
+}
+
 // clearConsecutive zeroes the consecutive failures of key ($1, $2), writing
 // nothing when there are none, as for most sign-ins.
 const clearConsecutive = `UPDATE throttles SET consecutive = 0 WHERE subject = $1 AND method = $2 AND consecutive <> 0`
@@ -554,9 +616,7 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	if err := tx.Commit(ctx); err != nil {
 		return false, wrap("upgrade session", err)
 	}
-	if u.Event != nil {
-		u.Event.ID = evID
-	}
+	setEventID(u.Event, evID)
 	return true, nil
 }
 

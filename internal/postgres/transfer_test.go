@@ -173,7 +173,7 @@ func TestTransferFromSQLite(t *testing.T) {
 			t.Fatalf("SavePendingFactor: %v", err)
 		}
 		codes := []mfa.BackupCode{{Hash: []byte("c")}}
-		if err := pg.ReplaceBackupCodes(ctx, u.ID, codes); err != nil {
+		if err := pg.ReplaceBackupCodes(ctx, u.ID, codes, nil); err != nil {
 			t.Fatalf("ReplaceBackupCodes: %v", err)
 		}
 		e := &mfa.Event{UserID: u.ID, Type: mfa.EventAccountCreated, At: time.Now()}

@@ -37,6 +37,10 @@ func TestStore(t *testing.T) {
 	mfatest.TestStore(t, func(t *testing.T) mfa.Store { return openTest(t) })
 }
 
+func TestChangeRollback(t *testing.T) {
+	mfatest.TestChangeRollback(t, openTest(t))
+}
+
 func latestVersion(t *testing.T) int {
 	t.Helper()
 	ms, err := migrations()

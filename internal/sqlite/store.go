@@ -123,13 +123,13 @@ func (db *DB) SavePendingFactor(ctx context.Context, f *mfa.Factor) error {
 	return nil
 }
 
-// ConfirmFactor confirms a pending factor, removes the user's other factors
-// and replaces the user's backup codes, in one transaction. On success it
-// sets codes[i].ID and codes[i].UserID (the factor's user).
-func (db *DB) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []mfa.BackupCode) error {
+// ConfirmFactor confirms a pending factor, removes the user's other factors,
+// replaces the user's backup codes and records e, in one transaction. On
+// success it sets codes[i].ID and codes[i].UserID (the factor's user).
+func (db *DB) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []mfa.BackupCode, e *mfa.Event) error {
 	var (
-		userID int64
-		ids    []int64
+		userID, evID int64
+		ids          []int64
 	)
 	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		err := tx.StmtContext(ctx, db.st.confirmFactor).QueryRowContext(ctx, millis(at), step, factorID).Scan(&userID)
@@ -139,13 +139,17 @@ func (db *DB) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, s
 		if _, err := tx.StmtContext(ctx, db.st.deleteOtherFactors).ExecContext(ctx, userID, factorID); err != nil {
 			return err
 		}
-		ids, err = db.replaceCodes(ctx, tx, userID, codes)
+		if ids, err = db.replaceCodes(ctx, tx, userID, codes); err != nil {
+			return err
+		}
+		evID, err = db.insertEvent(ctx, tx, e)
 		return err
 	})
 	if err != nil {
 		return wrap("confirm factor", err)
 	}
 	setCodeIDs(codes, userID, ids)
+	setEventID(e, evID)
 	return nil
 }
 
@@ -158,18 +162,25 @@ func affected(res sql.Result, op string) (bool, error) {
 	return n > 0, nil
 }
 
-// DeleteFactors removes every factor and backup code of the user.
-func (db *DB) DeleteFactors(ctx context.Context, userID int64) error {
+// DeleteFactors removes every factor and backup code of the user and
+// records e, in one transaction.
+func (db *DB) DeleteFactors(ctx context.Context, userID int64, e *mfa.Event) error {
+	var evID int64
 	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.StmtContext(ctx, db.st.deleteFactors).ExecContext(ctx, userID); err != nil {
 			return err
 		}
-		_, err := tx.StmtContext(ctx, db.st.deleteCodes).ExecContext(ctx, userID)
+		if _, err := tx.StmtContext(ctx, db.st.deleteCodes).ExecContext(ctx, userID); err != nil {
+			return err
+		}
+		var err error
+		evID, err = db.insertEvent(ctx, tx, e)
 		return err
 	})
 	if err != nil {
 		return wrap("delete factors", err)
 	}
+	setEventID(e, evID)
 	return nil
 }
 
@@ -182,13 +193,33 @@ func (db *DB) FactorsAfter(ctx context.Context, afterID int64, limit int) ([]mfa
 	return scanFactors(rows, err, "factors after")
 }
 
-// ReplacePasswordHash swaps the user's password hash if it still equals old.
-func (db *DB) ReplacePasswordHash(ctx context.Context, userID int64, old, new string) (bool, error) {
-	res, err := db.exec(ctx, db.st.replacePassword, new, userID, old)
+// ReplacePasswordHash swaps the user's password hash if it still equals
+// old, and then records e, in one transaction.
+func (db *DB) ReplacePasswordHash(ctx context.Context, userID int64, old, new string, e *mfa.Event) (bool, error) {
+	var (
+		swapped bool
+		evID    int64
+	)
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, db.st.replacePassword).ExecContext(ctx, new, userID, old)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n == 0 {
+			return err
+		}
+		swapped = true
+		evID, err = db.insertEvent(ctx, tx, e)
+		return err
+	})
 	if err != nil {
 		return false, wrap("replace password hash", err)
 	}
-	return affected(res, "replace password hash")
+	if swapped {
+		setEventID(e, evID)
+	}
+	return swapped, nil
 }
 
 // ReplaceFactorSecret swaps the factor's secret if it still equals old.
@@ -231,19 +262,27 @@ func (db *DB) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.Backup
 	return cs, nil
 }
 
-// ReplaceBackupCodes deletes the user's codes and stores codes instead, in
-// one transaction. On success it sets codes[i].ID and codes[i].UserID.
-func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode) error {
-	var ids []int64
+// ReplaceBackupCodes deletes the user's codes, stores codes instead and
+// records e, in one transaction. On success it sets codes[i].ID and
+// codes[i].UserID.
+func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
+	var (
+		ids  []int64
+		evID int64
+	)
 	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		ids, err = db.replaceCodes(ctx, tx, userID, codes)
+		if ids, err = db.replaceCodes(ctx, tx, userID, codes); err != nil {
+			return err
+		}
+		evID, err = db.insertEvent(ctx, tx, e)
 		return err
 	})
 	if err != nil {
 		return wrap("replace backup codes", err)
 	}
 	setCodeIDs(codes, userID, ids)
+	setEventID(e, evID)
 	return nil
 }
 
@@ -481,21 +520,16 @@ func (db *DB) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 				return err
 			}
 		}
-		if u.Event != nil {
-			var err error
-			evID, err = db.insertEvent(ctx, tx, u.Event)
-			return err
-		}
-		return nil
+		var err error
+		evID, err = db.insertEvent(ctx, tx, u.Event)
+		return err
 	})
 	if errors.Is(err, errGone) {
 		return false, nil
 	} else if err != nil {
 		return false, wrap("upgrade session", err)
 	}
-	if u.Event != nil {
-		u.Event.ID = evID
-	}
+	setEventID(u.Event, evID)
 	return true, nil
 }
 
@@ -674,8 +708,12 @@ func (db *DB) DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error
 	return int(n), nil
 }
 
-// insertEvent stores e, and queues its notice if e.Notify.
+// insertEvent stores e, and queues its notice if e.Notify; a nil e is no
+// event.
 func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, e *mfa.Event) (int64, error) {
+	if e == nil {
+		return 0, nil
+	}
 	res, err := tx.StmtContext(ctx, db.st.insertEvent).ExecContext(ctx, e.UserID, string(e.Type), millis(e.At), e.IP, e.Detail)
 	if err != nil {
 		return 0, err
@@ -686,6 +724,14 @@ func (db *DB) insertEvent(ctx context.Context, tx *sql.Tx, e *mfa.Event) (int64,
 	}
 	_, err = tx.StmtContext(ctx, db.st.queueNotice).ExecContext(ctx, id, millis(e.At))
 	return id, err
+}
+
+// setEventID gives e, if not nil, the ID it was stored under, once its
+// transaction is committed.
+func setEventID(e *mfa.Event, id int64) {
+	if e != nil {
+		e.ID = id
+	}
 }
 
 // AddEvent stores e and sets e.ID, and queues its notice if e.Notify.

@@ -29,8 +29,9 @@ import (
 //     for a row that does not exist (it was deleted concurrently);
 //   - TouchSession of a missing session is mfa.ErrNotFound; DeleteSession,
 //     DeleteUserSessions and ResetThrottle of nothing are not errors;
-//   - ConfirmFactor and ReplaceBackupCodes set the IDs of the codes passed,
-//     UpgradeSession sets the ID of its event;
+//   - ConfirmFactor and ReplaceBackupCodes set the IDs of the codes passed;
+//     UpgradeSession and the changes given an event set its ID, and store
+//     it, its notice included, only when the change is made;
 //   - Factors, UnusedBackupCodes and FactorsAfter list in ID order;
 //   - ThrottleState and RecordFailure count failures at or after since;
 //   - a claimed notice comes with its event as stored and its user's
@@ -44,6 +45,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 	t.Run("SignInView", func(t *testing.T) { testSignInView(t, newStore(t)) })
 	t.Run("Events", func(t *testing.T) { testEvents(t, newStore(t)) })
 	t.Run("Notices", func(t *testing.T) { testNotices(t, newStore) })
+	t.Run("ChangeEvents", func(t *testing.T) { testChangeEvents(t, newStore) })
 }
 
 // base is the suite's clock: not on a millisecond, and not in UTC, so that a
@@ -192,7 +194,7 @@ func testUsers(t *testing.T, s mfa.Store) {
 			{b.PasswordHash, "$argon2id$b3", false, "$argon2id$b2"}, // changed meanwhile
 			{"$argon2id$b2", "$argon2id$b3", true, "$argon2id$b3"},
 		} {
-			got, err := s.ReplacePasswordHash(ctx, b.ID, tc.old, tc.new)
+			got, err := s.ReplacePasswordHash(ctx, b.ID, tc.old, tc.new, nil)
 			if err != nil || got != tc.want {
 				t.Errorf("ReplacePasswordHash(%q, %q): got %v, %v, want %v, nil", tc.old, tc.new, got, err, tc.want)
 			}
@@ -204,7 +206,7 @@ func testUsers(t *testing.T, s mfa.Store) {
 		if u, err := s.UserByID(ctx, a.ID); err != nil || u.PasswordHash != a.PasswordHash {
 			t.Errorf("ReplacePasswordHash changed another user: got %+v, %v", u, err)
 		}
-		if got, err := s.ReplacePasswordHash(ctx, b.ID+1000, "$argon2id$b3", "x"); got || err != nil {
+		if got, err := s.ReplacePasswordHash(ctx, b.ID+1000, "$argon2id$b3", "x", nil); got || err != nil {
 			t.Errorf("ReplacePasswordHash of a missing user: got %v, %v, want false, nil", got, err)
 		}
 		b.PasswordHash = "$argon2id$b3"
@@ -243,7 +245,7 @@ func savePending(t *testing.T, s mfa.Store, userID int64, secret string, created
 func confirmed(t *testing.T, s mfa.Store, userID int64, secret string, step int64) *mfa.Factor {
 	t.Helper()
 	f := savePending(t, s, userID, secret, base)
-	if err := s.ConfirmFactor(t.Context(), f.ID, base.Add(time.Minute), step, nil); err != nil {
+	if err := s.ConfirmFactor(t.Context(), f.ID, base.Add(time.Minute), step, nil, nil); err != nil {
 		t.Fatalf("ConfirmFactor: %v", err)
 	}
 	return f
@@ -352,7 +354,7 @@ func testFactors(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		if ids := factorIDs(t, s, u.ID); !slices.Equal(ids, []int64{p2.ID}) {
 			t.Fatalf("after two SavePendingFactor: got factors %v, want [%d] (p1 %d replaced)", ids, p2.ID, p1.ID)
 		}
-		if err := s.ConfirmFactor(t.Context(), p2.ID, base, 1, nil); err != nil {
+		if err := s.ConfirmFactor(t.Context(), p2.ID, base, 1, nil, nil); err != nil {
 			t.Fatalf("ConfirmFactor: %v", err)
 		}
 		p3 := savePending(t, s, u.ID, "p3", base)
@@ -371,19 +373,19 @@ func testFactors(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		u := createUser(t, s, "u@example.com")
 		other := createUser(t, s, "other@example.com")
 		old := confirmed(t, s, u.ID, "old", 5)
-		if err := s.ReplaceBackupCodes(ctx, u.ID, newCodes("old", 3)); err != nil {
+		if err := s.ReplaceBackupCodes(ctx, u.ID, newCodes("old", 3), nil); err != nil {
 			t.Fatal(err)
 		}
 		otherF := confirmed(t, s, other.ID, "other", 5)
 		otherCodes := newCodes("other", 2)
-		if err := s.ReplaceBackupCodes(ctx, other.ID, otherCodes); err != nil {
+		if err := s.ReplaceBackupCodes(ctx, other.ID, otherCodes, nil); err != nil {
 			t.Fatal(err)
 		}
 
 		p := savePending(t, s, u.ID, "new", base)
 		at := base.Add(90 * time.Second)
 		codes := newCodes("new", 10)
-		if err := s.ConfirmFactor(ctx, p.ID, at, 4242, codes); err != nil {
+		if err := s.ConfirmFactor(ctx, p.ID, at, 4242, codes, nil); err != nil {
 			t.Fatalf("ConfirmFactor: %v", err)
 		}
 		if ids := factorIDs(t, s, u.ID); !slices.Equal(ids, []int64{p.ID}) {
@@ -407,7 +409,7 @@ func testFactors(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		}
 
 		// A second confirmation finds nothing pending and changes nothing.
-		err := s.ConfirmFactor(ctx, p.ID, at.Add(time.Hour), 9999, newCodes("again", 10))
+		err := s.ConfirmFactor(ctx, p.ID, at.Add(time.Hour), 9999, newCodes("again", 10), nil)
 		if !errors.Is(err, mfa.ErrNotFound) {
 			t.Errorf("second ConfirmFactor: got %v, want ErrNotFound", err)
 		}
@@ -417,7 +419,7 @@ func testFactors(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		if got := codeHashes(t, s, u.ID); !slices.Equal(got, want) {
 			t.Errorf("second ConfirmFactor changed the codes: got %q, want %q", got, want)
 		}
-		if err := s.ConfirmFactor(ctx, p.ID+1000, at, 1, nil); !errors.Is(err, mfa.ErrNotFound) {
+		if err := s.ConfirmFactor(ctx, p.ID+1000, at, 1, nil, nil); !errors.Is(err, mfa.ErrNotFound) {
 			t.Errorf("ConfirmFactor of a missing factor: got %v, want ErrNotFound", err)
 		}
 
@@ -488,14 +490,14 @@ func testFactors(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		other := createUser(t, s, "other@example.com")
 		confirmed(t, s, u.ID, "s", 1)
 		savePending(t, s, u.ID, "p", base)
-		if err := s.ReplaceBackupCodes(ctx, u.ID, newCodes("u", 10)); err != nil {
+		if err := s.ReplaceBackupCodes(ctx, u.ID, newCodes("u", 10), nil); err != nil {
 			t.Fatal(err)
 		}
 		of := confirmed(t, s, other.ID, "o", 1)
-		if err := s.ReplaceBackupCodes(ctx, other.ID, newCodes("o", 10)); err != nil {
+		if err := s.ReplaceBackupCodes(ctx, other.ID, newCodes("o", 10), nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.DeleteFactors(ctx, u.ID); err != nil {
+		if err := s.DeleteFactors(ctx, u.ID, nil); err != nil {
 			t.Fatalf("DeleteFactors: %v", err)
 		}
 		if ids := factorIDs(t, s, u.ID); len(ids) != 0 {
@@ -510,7 +512,7 @@ func testFactors(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		if hs := codeHashes(t, s, other.ID); len(hs) != 10 {
 			t.Errorf("other user's codes: got %d, want 10", len(hs))
 		}
-		if err := s.DeleteFactors(ctx, u.ID); err != nil {
+		if err := s.DeleteFactors(ctx, u.ID, nil); err != nil {
 			t.Errorf("DeleteFactors of a user without factors: %v", err)
 		}
 	})
@@ -605,11 +607,11 @@ func testBackupCodes(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		if hs := codeHashes(t, s, u.ID); len(hs) != 0 {
 			t.Fatalf("codes of a new user: got %d, want none", len(hs))
 		}
-		if err := s.ReplaceBackupCodes(ctx, other.ID, newCodes("other", 10)); err != nil {
+		if err := s.ReplaceBackupCodes(ctx, other.ID, newCodes("other", 10), nil); err != nil {
 			t.Fatal(err)
 		}
 		codes := newCodes("first", 3)
-		if err := s.ReplaceBackupCodes(ctx, u.ID, codes); err != nil {
+		if err := s.ReplaceBackupCodes(ctx, u.ID, codes, nil); err != nil {
 			t.Fatalf("ReplaceBackupCodes: %v", err)
 		}
 		got, err := s.UnusedBackupCodes(ctx, u.ID)
@@ -640,7 +642,7 @@ func testBackupCodes(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 
 		// A new set replaces the old one, used codes included.
 		fresh := newCodes("second", 10)
-		if err := s.ReplaceBackupCodes(ctx, u.ID, fresh); err != nil {
+		if err := s.ReplaceBackupCodes(ctx, u.ID, fresh, nil); err != nil {
 			t.Fatalf("ReplaceBackupCodes: %v", err)
 		}
 		want = nil
@@ -656,7 +658,7 @@ func testBackupCodes(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		if hs := codeHashes(t, s, other.ID); len(hs) != 10 {
 			t.Errorf("other user's codes: got %d, want 10", len(hs))
 		}
-		if err := s.ReplaceBackupCodes(ctx, u.ID, nil); err != nil {
+		if err := s.ReplaceBackupCodes(ctx, u.ID, nil, nil); err != nil {
 			t.Fatalf("ReplaceBackupCodes(nil): %v", err)
 		}
 		if hs := codeHashes(t, s, u.ID); len(hs) != 0 {
@@ -668,7 +670,7 @@ func testBackupCodes(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		s := newStore(t)
 		u := createUser(t, s, "u@example.com")
 		codes := newCodes("c", 3)
-		if err := s.ReplaceBackupCodes(t.Context(), u.ID, codes); err != nil {
+		if err := s.ReplaceBackupCodes(t.Context(), u.ID, codes, nil); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range codes {
@@ -911,7 +913,7 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		ctx := t.Context()
 		u := createUser(t, s, "u@example.com")
 		f := confirmed(t, s, u.ID, "s", 100)
-		if err := s.ReplaceBackupCodes(ctx, u.ID, newCodes("c", 2)); err != nil {
+		if err := s.ReplaceBackupCodes(ctx, u.ID, newCodes("c", 2), nil); err != nil {
 			t.Fatal(err)
 		}
 		codes, err := s.UnusedBackupCodes(ctx, u.ID)
@@ -1005,7 +1007,7 @@ func testSessions(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		u := createUser(t, s, "u@example.com")
 		checked := u.PasswordHash
 		const replaced = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdDI$aGFzaDI"
-		if ok, err := s.ReplacePasswordHash(ctx, u.ID, checked, replaced); !ok || err != nil {
+		if ok, err := s.ReplacePasswordHash(ctx, u.ID, checked, replaced, nil); !ok || err != nil {
 			t.Fatalf("ReplacePasswordHash: got %v, %v", ok, err)
 		}
 		key := mfa.ThrottleKey{Subject: "email:u", Method: mfa.MethodPassword}

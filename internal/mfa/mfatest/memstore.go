@@ -157,8 +157,8 @@ func (m *MemStore) CountUsers(ctx context.Context) (int, error) {
 }
 
 // ReplacePasswordHash swaps the user's password hash if it still equals
-// old. A missing user swaps nothing: false, nil.
-func (m *MemStore) ReplacePasswordHash(ctx context.Context, userID int64, old, new string) (bool, error) {
+// old, and then records e. A missing user swaps nothing: false, nil.
+func (m *MemStore) ReplacePasswordHash(ctx context.Context, userID int64, old, new string, e *mfa.Event) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	u, ok := m.users[userID]
@@ -167,6 +167,7 @@ func (m *MemStore) ReplacePasswordHash(ctx context.Context, userID int64, old, n
 	}
 	u.PasswordHash = new
 	m.users[userID] = u
+	m.addEvent(e)
 	return true, nil
 }
 
@@ -206,9 +207,10 @@ func (m *MemStore) SavePendingFactor(ctx context.Context, f *mfa.Factor) error {
 	return nil
 }
 
-// ConfirmFactor confirms a pending factor, removes the user's other factors
-// and replaces the user's backup codes (setting codes[i].ID), all at once.
-func (m *MemStore) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []mfa.BackupCode) error {
+// ConfirmFactor confirms a pending factor, removes the user's other factors,
+// replaces the user's backup codes (setting codes[i].ID) and records e, all
+// at once.
+func (m *MemStore) ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []mfa.BackupCode, e *mfa.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, ok := m.factors[factorID]
@@ -224,11 +226,13 @@ func (m *MemStore) ConfirmFactor(ctx context.Context, factorID int64, at time.Ti
 	}
 	m.factors[f.ID] = f
 	m.replaceCodes(f.UserID, codes)
+	m.addEvent(e)
 	return nil
 }
 
-// DeleteFactors removes every factor and backup code of the user.
-func (m *MemStore) DeleteFactors(ctx context.Context, userID int64) error {
+// DeleteFactors removes every factor and backup code of the user and
+// records e.
+func (m *MemStore) DeleteFactors(ctx context.Context, userID int64, e *mfa.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, f := range m.factors {
@@ -241,6 +245,7 @@ func (m *MemStore) DeleteFactors(ctx context.Context, userID int64) error {
 			delete(m.codes, id)
 		}
 	}
+	m.addEvent(e)
 	return nil
 }
 
@@ -291,11 +296,12 @@ func (m *MemStore) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.B
 }
 
 // ReplaceBackupCodes deletes the user's codes and stores codes instead,
-// setting codes[i].ID and codes[i].UserID.
-func (m *MemStore) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode) error {
+// setting codes[i].ID and codes[i].UserID, and records e.
+func (m *MemStore) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.replaceCodes(userID, codes)
+	m.addEvent(e)
 	return nil
 }
 
@@ -402,9 +408,7 @@ func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, err
 	}
 	delete(m.sessions, string(u.Old))
 	m.sessions[string(u.Next.ID)] = copySession(*u.Next)
-	if u.Event != nil {
-		m.addEvent(u.Event)
-	}
+	m.addEvent(u.Event)
 	return true, nil
 }
 
@@ -557,7 +561,12 @@ func (m *MemStore) AddEvent(ctx context.Context, e *mfa.Event) error {
 	return nil
 }
 
+// addEvent stores e, if not nil, setting e.ID, and queues its notice if
+// e.Notify; m.mu is held.
 func (m *MemStore) addEvent(e *mfa.Event) {
+	if e == nil {
+		return
+	}
 	v := *e
 	v.ID = m.nextID()
 	v.At = storedTime(v.At)

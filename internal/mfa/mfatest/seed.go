@@ -62,12 +62,12 @@ func SeedEveryTable(t testing.TB, s mfa.Store) *transfer.Data {
 	const step = 58_000_000
 	f1 := &mfa.Factor{UserID: ada.ID, Kind: mfa.FactorTOTP, Secret: []byte("sealed\x00secret\xff1"), CreatedAt: at(2 * time.Minute)}
 	must("SavePendingFactor", s.SavePendingFactor(ctx, f1))
-	must("ConfirmFactor", s.ConfirmFactor(ctx, f1.ID, at(3*time.Minute), step, newCodes("ada-first", 10)))
+	must("ConfirmFactor", s.ConfirmFactor(ctx, f1.ID, at(3*time.Minute), step, newCodes("ada-first", 10),
+		event(ada.ID, mfa.EventTwoFactorEnabled, at(3*time.Minute), "192.0.2.1", "authenticator app")))
 	f1.ConfirmedAt, f1.LastStep = at(3*time.Minute), step
-	addEvent(ada.ID, mfa.EventTwoFactorEnabled, at(3*time.Minute), "192.0.2.1", "authenticator app")
 	adaCodes := newCodes("ada-second", 10)
-	must("ReplaceBackupCodes", s.ReplaceBackupCodes(ctx, ada.ID, adaCodes))
-	addEvent(ada.ID, mfa.EventBackupCodesRegenerated, at(4*time.Minute), "192.0.2.1", "")
+	must("ReplaceBackupCodes", s.ReplaceBackupCodes(ctx, ada.ID, adaCodes,
+		event(ada.ID, mfa.EventBackupCodesRegenerated, at(4*time.Minute), "192.0.2.1", "")))
 	f2 := &mfa.Factor{UserID: ada.ID, Kind: mfa.FactorTOTP, Secret: []byte("sealed\x00secret\xff2"), CreatedAt: at(5 * time.Minute)}
 	must("SavePendingFactor", s.SavePendingFactor(ctx, f2))
 
@@ -75,14 +75,12 @@ func SeedEveryTable(t testing.TB, s mfa.Store) *transfer.Data {
 	f3 := &mfa.Factor{UserID: bob.ID, Kind: mfa.FactorTOTP, Secret: []byte("sealed\x00secret\xff3"), CreatedAt: at(6 * time.Minute)}
 	must("SavePendingFactor", s.SavePendingFactor(ctx, f3))
 	bobCodes := newCodes("bob", 10)
-	must("ConfirmFactor", s.ConfirmFactor(ctx, f3.ID, at(7*time.Minute), step+10, bobCodes))
 	bobOn := event(bob.ID, mfa.EventTwoFactorEnabled, at(7*time.Minute), "2001:db8::2", "authenticator app")
 	bobOn.Notify = true
-	must("AddEvent", s.AddEvent(ctx, bobOn))
-	must("DeleteFactors", s.DeleteFactors(ctx, bob.ID))
+	must("ConfirmFactor", s.ConfirmFactor(ctx, f3.ID, at(7*time.Minute), step+10, bobCodes, bobOn))
 	bobOff := event(bob.ID, mfa.EventTwoFactorDisabled, at(8*time.Minute), "2001:db8::2", "")
 	bobOff.Notify = true
-	must("AddEvent", s.AddEvent(ctx, bobOff))
+	must("DeleteFactors", s.DeleteFactors(ctx, bob.ID, bobOff))
 	// Their notices: the first claimed once and due again in an hour.
 	claimed, err := s.ClaimNotices(ctx, at(7*time.Minute), at(time.Hour), 10)
 	must("ClaimNotices", err)

@@ -1,0 +1,186 @@
+package mfatest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twofold/twofold/internal/mfa"
+)
+
+// A change is a Store method that stores its event in the change's write.
+type change struct {
+	name string
+	typ  mfa.EventType
+	// apply makes the change to u, recording e, and returns the error of
+	// the change's call; a change not made is an error.
+	apply func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) error
+	// made reports whether the change to u is in the store.
+	made func(t *testing.T, s mfa.Store, u *mfa.User) bool
+	// refuse, when not nil, tries the change to u in ways that are not
+	// made, recording e, and fails t unless each is refused.
+	refuse func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event)
+}
+
+const newHash = "$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3LWhhc2g"
+
+var changes = []change{
+	{
+		name: "ConfirmFactor", typ: mfa.EventTwoFactorEnabled,
+		apply: func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) error {
+			f := savePending(t, s, u.ID, "secret", base)
+			return s.ConfirmFactor(t.Context(), f.ID, base, 7, newCodes("c", 3), e)
+		},
+		made: func(t *testing.T, s mfa.Store, u *mfa.User) bool {
+			fs, err := s.Factors(t.Context(), u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(fs) == 1 && fs[0].Confirmed() && len(codeHashes(t, s, u.ID)) == 3
+		},
+		refuse: func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) {
+			f := confirmed(t, s, u.ID, "secret", 7)
+			for _, id := range []int64{f.ID + 1000, f.ID} { // missing; confirmed already
+				if err := s.ConfirmFactor(t.Context(), id, base, 8, newCodes("c", 3), e); !errors.Is(err, mfa.ErrNotFound) {
+					t.Errorf("ConfirmFactor(%d): got %v, want ErrNotFound", id, err)
+				}
+			}
+		},
+	},
+	{
+		name: "DeleteFactors", typ: mfa.EventTwoFactorDisabled,
+		apply: func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) error {
+			confirmed(t, s, u.ID, "secret", 7)
+			if err := s.ReplaceBackupCodes(t.Context(), u.ID, newCodes("c", 3), nil); err != nil {
+				t.Fatal(err)
+			}
+			return s.DeleteFactors(t.Context(), u.ID, e)
+		},
+		made: func(t *testing.T, s mfa.Store, u *mfa.User) bool {
+			return len(factorIDs(t, s, u.ID)) == 0 && len(codeHashes(t, s, u.ID)) == 0
+		},
+	},
+	{
+		name: "ReplaceBackupCodes", typ: mfa.EventBackupCodesRegenerated,
+		apply: func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) error {
+			return s.ReplaceBackupCodes(t.Context(), u.ID, newCodes("c", 3), e)
+		},
+		made: func(t *testing.T, s mfa.Store, u *mfa.User) bool {
+			return len(codeHashes(t, s, u.ID)) == 3
+		},
+	},
+	{
+		name: "ReplacePasswordHash", typ: mfa.EventPasswordChanged,
+		apply: func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) error {
+			ok, err := s.ReplacePasswordHash(t.Context(), u.ID, u.PasswordHash, newHash, e)
+			if err == nil && !ok {
+				err = errors.New("not swapped")
+			}
+			return err
+		},
+		made: func(t *testing.T, s mfa.Store, u *mfa.User) bool {
+			got, err := s.UserByID(t.Context(), u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got.PasswordHash == newHash
+		},
+		refuse: func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) {
+			for _, id := range []int64{u.ID, u.ID + 1000} { // a stale hash; a missing user
+				if ok, err := s.ReplacePasswordHash(t.Context(), id, "$argon2id$stale", newHash, e); ok || err != nil {
+					t.Errorf("ReplacePasswordHash(%d) over a stale hash: got %v, %v, want false, nil", id, ok, err)
+				}
+			}
+		},
+	},
+}
+
+// testChangeEvents checks that each change stores the event it is given
+// with it: the event is listed, with its ID set, and its notice queued when
+// Notify is set; a nil event stores none; a change not made stores none.
+func testChangeEvents(t *testing.T, newStore func(t *testing.T) mfa.Store) {
+	for _, c := range changes {
+		t.Run(c.name, func(t *testing.T) {
+			s := newStore(t)
+			event := func(u *mfa.User, notify bool) *mfa.Event {
+				return &mfa.Event{UserID: u.ID, Type: c.typ, At: base, IP: "192.0.2.9", Detail: "détail " + u.Email, Notify: notify}
+			}
+			var queued []int64
+			for i, notify := range []bool{true, false} {
+				u := createUser(t, s, fmt.Sprintf("u%d@example.com", i))
+				e := event(u, notify)
+				if err := c.apply(t, s, u, e); err != nil {
+					t.Fatalf("Notify %v: %s: %v", notify, c.name, err)
+				}
+				if !c.made(t, s, u) {
+					t.Fatalf("Notify %v: the change is not made", notify)
+				}
+				if e.ID == 0 {
+					t.Errorf("Notify %v: the event's ID is not set", notify)
+				}
+				evs, err := s.Events(t.Context(), u.ID, 10)
+				if err != nil || len(evs) != 1 {
+					t.Fatalf("Notify %v: events after the change: got %+v, %v, want the change's", notify, evs, err)
+				}
+				if got := evs[0]; got.ID != e.ID || got.UserID != u.ID || got.Type != e.Type || got.IP != e.IP || got.Detail != e.Detail {
+					t.Errorf("Notify %v: event stored: got %+v, want %+v", notify, got, *e)
+				}
+				checkTime(t, "event's At", evs[0].At, e.At)
+				if notify {
+					queued = append(queued, e.ID)
+				}
+			}
+
+			u := createUser(t, s, "nil@example.com")
+			if err := c.apply(t, s, u, nil); err != nil {
+				t.Fatalf("nil event: %s: %v", c.name, err)
+			}
+			if !c.made(t, s, u) {
+				t.Error("nil event: the change is not made")
+			}
+			if evs, err := s.Events(t.Context(), u.ID, 10); err != nil || len(evs) != 0 {
+				t.Errorf("nil event: events after the change: got %+v, %v, want none", evs, err)
+			}
+
+			if c.refuse != nil {
+				u := createUser(t, s, "refused@example.com")
+				e := event(u, true)
+				c.refuse(t, s, u, e)
+				if e.ID != 0 {
+					t.Errorf("refused change: the event's ID is set to %d", e.ID)
+				}
+				if evs, err := s.Events(t.Context(), u.ID, 10); err != nil || len(evs) != 0 {
+					t.Errorf("refused change: events: got %+v, %v, want none", evs, err)
+				}
+			}
+
+			if got := claimIDs(t, s, base.Add(time.Minute), base.Add(time.Hour), 100); !slices.Equal(got, queued) {
+				t.Errorf("notices queued: got %v, want %v (the event with Notify only)", got, queued)
+			}
+		})
+	}
+}
+
+// TestChangeRollback checks, for a store whose events reference their
+// user, that a change and its event are one write: an event that cannot be
+// stored (its user does not exist) fails the change, which is then not
+// made.
+func TestChangeRollback(t *testing.T, s mfa.Store) {
+	for _, c := range changes {
+		t.Run(c.name, func(t *testing.T) {
+			u := createUser(t, s, "rollback-"+c.name+"@example.com")
+			orphan := &mfa.Event{UserID: u.ID + 1000, Type: c.typ, At: base, Notify: true}
+			if err := c.apply(t, s, u, orphan); !errors.Is(err, mfa.ErrNotFound) {
+				t.Errorf("%s with an event of a missing user: got %v, want ErrNotFound", c.name, err)
+			}
+			if c.made(t, s, u) {
+				t.Errorf("%s: the change is made without its event", c.name)
+			}
+			if orphan.ID != 0 {
+				t.Errorf("%s: the event's ID is set to %d", c.name, orphan.ID)
+			}
+		})
+	}
+}
