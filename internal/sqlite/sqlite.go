@@ -358,7 +358,6 @@ func (db *DB) writer() {
 				restartAbove = pages + int64(walBound)
 			}
 		}
-		db.commits.Add(1)
 		select {
 		case db.committed <- struct{}{}:
 		default: // the checkpointer has a nudge waiting already
@@ -516,6 +515,9 @@ func (db *DB) runBatch(batch []writeJob) {
 		}
 		return nil
 	})
+	// Counted before any caller learns of its write, so that a caller
+	// reading commits afterwards sees its own.
+	db.commits.Add(1)
 	for i, job := range batch {
 		if err != nil {
 			job.done <- err // the commit failed: nothing of the batch is written
