@@ -88,12 +88,15 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	fmt.Fprintf(stdout, "twofold %s listening on %s (database %s, keys in %s)\n", version, base, a.location, cfg.Data)
+	// One write: whoever waits for the "listening on" line (a script, a
+	// test) finds the first-account link with it.
+	banner := fmt.Sprintf("twofold %s listening on %s (database %s, keys in %s)\n", version, base, a.location, cfg.Data)
 	if n, err := a.db.CountUsers(ctx); err != nil {
 		return err
 	} else if n == 0 {
-		fmt.Fprintf(stdout, "No account exists yet. Create the first one here (the link works once):\n  %s/setup?token=%s\n", base, setup)
+		banner += fmt.Sprintf("No account exists yet. Create the first one here (the link works once):\n  %s/setup?token=%s\n", base, setup)
 	}
+	fmt.Fprint(stdout, banner)
 
 	if mailer != nil {
 		fmt.Fprintf(stdout, "Users are emailed when their account's security changes, through %s\n", mailer)
