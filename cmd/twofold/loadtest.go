@@ -259,7 +259,10 @@ type ltSignin struct {
 	ServerCPUSecs   float64        `json:"server_cpu_seconds"`   // during the sign-ins
 	ClientCPUSecs   float64        `json:"loadtest_cpu_seconds"` // during the sign-ins
 	ServerCPUMs     float64        `json:"server_cpu_ms_per_signin"`
-	ClientCPUMs     float64        `json:"loadtest_cpu_ms_per_signin"`
+	// The server's CPU time while this process hashed: work that the
+	// sign-ins left behind (a checkpoint) and that slowed the raw hashing.
+	ServerCPUHashingSecs float64 `json:"server_cpu_seconds_while_hashing"`
+	ClientCPUMs          float64 `json:"loadtest_cpu_ms_per_signin"`
 	// The machine's CPU time, in percent, that was idle or stolen by the
 	// hypervisor during the raw hashing and during the sign-ins, pipelines
 	// filling and draining included: steal slows whichever part it falls
@@ -1127,42 +1130,53 @@ func phaseVerify(ctx context.Context, o loadtestOptions, srv ltCluster, users []
 // alike, where a few long ones let it favour either side by 10%.
 const signinRoundLength = time.Second
 
-// completions records when the units of work of one side of a round
-// (hashes, or sign-ins) completed, to measure its rate in steady state.
+// completions records when each worker (a hashing goroutine, or a client
+// connection) of one side of a round completed its units of work (hashes,
+// or sign-ins), to measure the side's rate in steady state.
 type completions struct {
 	mu    sync.Mutex
-	times []time.Time
+	times [][]time.Time // by worker
 }
 
-func (c *completions) add(t time.Time) {
+func newCompletions(workers int) *completions {
+	return &completions{times: make([][]time.Time, workers)}
+}
+
+func (c *completions) add(worker int, t time.Time) {
 	c.mu.Lock()
-	c.times = append(c.times, t)
+	c.times[worker] = append(c.times[worker], t)
 	c.mu.Unlock()
 }
 
-// window returns the work completed between the first completion and the
-// last one at or before end, and the time between the two. Inside that
-// window every client was busy: it leaves out the pipeline filling at the
-// start, when the first hashes are still running, and draining at the end,
-// when the last ones finish with CPUs falling idle. Counting from the
-// first completion, that first one is not counted.
+// window returns the side's rate in steady state: the sum over workers of
+// each one's units per second between its first completion and its last
+// one at or before end, during which it was busy without a break. This
+// leaves out the pipeline filling at the start, when the first units are
+// still running, and draining at the end, when the last ones finish with
+// CPUs falling idle. Counted per worker, since workers that start together
+// finish their first units together: from the first completion of all,
+// that first burst would count work done before the window opened. n is
+// the units counted (each worker's first is not), d the time that n takes
+// at that rate.
 func (c *completions) window(end time.Time) (n int, d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	slices.SortFunc(c.times, func(a, b time.Time) int { return a.Compare(b) })
-	var first, last time.Time
-	for _, t := range c.times {
-		if t.After(end) {
-			break
+	var perSecond float64
+	for _, times := range c.times {
+		k := 0 // a worker completes its units in order
+		for k < len(times) && !times[k].After(end) {
+			k++
 		}
-		if first.IsZero() {
-			first = t
-		} else {
-			n++
+		if k < 2 || !times[k-1].After(times[0]) {
+			continue
 		}
-		last = t
+		n += k - 1
+		perSecond += float64(k-1) / times[k-1].Sub(times[0]).Seconds()
 	}
-	return n, last.Sub(first)
+	if n == 0 {
+		return 0, 0
+	}
+	return n, time.Duration(float64(n) / perSecond * float64(time.Second))
 }
 
 // phaseSignin compares full sign-ins over HTTP with raw argon2id hashing in
@@ -1190,7 +1204,7 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 			once   sync.Once
 			wg     sync.WaitGroup
 		)
-		for range r.HashGoroutines {
+		for w := range r.HashGoroutines {
 			wg.Go(func() {
 				for ctx.Err() == nil && time.Now().Before(deadline) {
 					ok, err := h.Verify(ctx, phc, ltPassword)
@@ -1198,7 +1212,7 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 						once.Do(func() { herr = fmt.Errorf("loadtest: argon2id verify: ok=%v, %w", ok, err) })
 						return
 					}
-					done.add(time.Now())
+					done.add(w, time.Now())
 					hashes.Add(1)
 				}
 			})
@@ -1212,7 +1226,7 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 	// VM each second fault interrupts the other CPU; this costs the raw
 	// hashing a third of its rate in its first 2 s, and the server, which
 	// hashed no password in phase 1, as much.
-	if _, err := hashUntil(time.Now().Add(o.hashDuration/3), &completions{}); err != nil {
+	if _, err := hashUntil(time.Now().Add(o.hashDuration/3), newCompletions(r.HashGoroutines)); err != nil {
 		return err
 	}
 	tr := httpTransport(r.Connections)
@@ -1239,7 +1253,7 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 		deadline := time.Now().Add(d)
 		var once sync.Once
 		var wg sync.WaitGroup
-		for range r.Connections {
+		for w := range r.Connections {
 			wg.Go(func() {
 				for ctx.Err() == nil && time.Now().Before(deadline) {
 					i := int(next.Add(1) - 1)
@@ -1259,7 +1273,7 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 					if err != nil {
 						samples.add("%s: %v", full[i].email, err)
 					} else {
-						done.add(t1)
+						done.add(w, t1)
 					}
 				}
 			})
@@ -1273,15 +1287,17 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 	mem := srv.watchMemory()
 	for round := 0; round < r.Rounds && int(next.Load()) < len(full); round++ {
 		m0, cpu0 := readMachineTicks(), selfCPU()
-		var hashed completions
+		hashed := newCompletions(r.HashGoroutines)
+		srvIdle0 := srv.cpu()
 		deadline := time.Now().Add(slice)
-		n, err := hashUntil(deadline, &hashed)
+		n, err := hashUntil(deadline, hashed)
 		if err != nil {
 			mem.stop()
 			return err
 		}
 		r.HashesAll += n
 		hashCPU += selfCPU() - cpu0
+		r.ServerCPUHashingSecs += (srv.cpu() - srvIdle0).Seconds()
 		k, d := hashed.window(deadline)
 		r.Hashes += k
 		hashTime += d
@@ -1289,13 +1305,13 @@ func phaseSignin(ctx context.Context, o loadtestOptions, srv ltCluster, full []l
 		m1 := readMachineTicks()
 		hashMachine.addSpan(m0, m1)
 
-		var signed completions
+		signed := newCompletions(r.Connections)
 		srvCPU0, self0 := srv.cpu(), selfCPU()
-		end := signins(slice, &signed)
+		end := signins(slice, signed)
 		k, d = signed.window(end)
 		r.Counted += k
 		signTime += d
-		if roundHashRate > 0 {
+		if k > 0 && roundHashRate > 0 {
 			r.RoundRatios = append(r.RoundRatios, math.Round(1000*rate(k, d)/roundHashRate)/1000)
 		}
 		r.ServerCPUSecs += (srv.cpu() - srvCPU0).Seconds()
@@ -1863,6 +1879,7 @@ func (r *ltReport) print(w io.Writer, o loadtestOptions) {
 	p("  server RSS    peak %.1f MB", s.ServerPeakMB)
 	p("  CPU time      %.2f ms per raw hash; per sign-in, %.2f ms in the server and %.2f ms in the load generator",
 		s.HashCPUMs, s.ServerCPUMs, s.ClientCPUMs)
+	p("                the server's while the raw hashing ran: %.2f s", s.ServerCPUHashingSecs)
 	p("  machine       idle %.1f%% and stolen by the hypervisor %.1f%% during the raw hashing, %.1f%% and %.1f%% during the sign-ins",
 		s.HashIdlePct, s.HashStealPct, s.SignIdlePct, s.SignStealPct)
 	for _, e := range s.ErrorSamples {

@@ -161,15 +161,17 @@ func TestLoadtestKeepReuse(t *testing.T) {
 	}
 }
 
-// TestCompletionsWindow checks the steady-state window of phase 2: from the
-// first completion to the last one at or before the end, the first not
-// counted.
+// TestCompletionsWindow checks the steady-state window of phase 2: each
+// worker's units from its first completion to its last one at or before
+// the end, the first not counted.
 func TestCompletionsWindow(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	at := func(ms ...int) *completions {
-		c := &completions{}
-		for _, m := range ms {
-			c.add(t0.Add(time.Duration(m) * time.Millisecond))
+	at := func(workers ...[]int) *completions {
+		c := newCompletions(len(workers))
+		for w, ms := range workers {
+			for _, m := range ms {
+				c.add(w, t0.Add(time.Duration(m)*time.Millisecond))
+			}
 		}
 		return c
 	}
@@ -180,11 +182,16 @@ func TestCompletionsWindow(t *testing.T) {
 		wantN int
 		wantD time.Duration
 	}{
-		{"none", at(), 100, 0, 0},
-		{"one", at(10), 100, 0, 0},
-		{"out of order, the last after the end", at(30, 10, 50, 20), 40, 2, 20 * time.Millisecond},
-		{"a completion at the end counts", at(10, 40, 20), 40, 2, 30 * time.Millisecond},
-		{"all after the end", at(50, 60), 40, 0, 0},
+		{"none", at(nil), 100, 0, 0},
+		{"one", at([]int{10}), 100, 0, 0},
+		{"the last after the end", at([]int{10, 20, 30, 50}), 40, 2, 20 * time.Millisecond},
+		{"a completion at the end counts", at([]int{10, 20, 40}), 40, 2, 30 * time.Millisecond},
+		{"all after the end", at([]int{50, 60}), 40, 0, 0},
+		// Two workers that start together and take 20 ms a unit finish in
+		// pairs: 100 units/s. Counted from the first pair on their own, they
+		// are 6 units in 40 ms, 150/s; per worker, 2 units in 40 ms each.
+		{"bursts", at([]int{20, 40, 60}, []int{20, 40, 60}), 100, 4, 40 * time.Millisecond},
+		{"a worker with one unit adds nothing", at([]int{20, 40, 60}, []int{30}), 100, 2, 40 * time.Millisecond},
 	} {
 		n, d := tc.c.window(t0.Add(time.Duration(tc.end) * time.Millisecond))
 		if n != tc.wantN || d != tc.wantD {

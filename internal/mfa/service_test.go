@@ -1720,36 +1720,37 @@ type writesFail struct {
 
 var errDiskGone = errors.New("disk gone")
 
-func (w *writesFail) change(err error) error {
+// changeFails is the error of a change's write: errDiskGone when failing.
+func (w *writesFail) changeFails() error {
 	if w.failChange.Load() {
 		return errDiskGone
 	}
-	return err
+	return nil
 }
 
 func (w *writesFail) ConfirmFactor(ctx context.Context, id int64, at time.Time, step int64, codes []mfa.BackupCode, e *mfa.Event) error {
-	if err := w.change(nil); err != nil {
+	if err := w.changeFails(); err != nil {
 		return err
 	}
 	return w.Store.ConfirmFactor(ctx, id, at, step, codes, e)
 }
 
 func (w *writesFail) DeleteFactors(ctx context.Context, userID int64, e *mfa.Event) error {
-	if err := w.change(nil); err != nil {
+	if err := w.changeFails(); err != nil {
 		return err
 	}
 	return w.Store.DeleteFactors(ctx, userID, e)
 }
 
 func (w *writesFail) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
-	if err := w.change(nil); err != nil {
+	if err := w.changeFails(); err != nil {
 		return err
 	}
 	return w.Store.ReplaceBackupCodes(ctx, userID, codes, e)
 }
 
 func (w *writesFail) ReplacePasswordHash(ctx context.Context, userID int64, old, new string, e *mfa.Event) (bool, error) {
-	if err := w.change(nil); err != nil {
+	if err := w.changeFails(); err != nil {
 		return false, err
 	}
 	return w.Store.ReplacePasswordHash(ctx, userID, old, new, e)
@@ -1775,7 +1776,9 @@ func TestChangeAndEventOneWrite(t *testing.T) {
 				u := f.user(t, "ann@example.com")
 				secret := tc.prepare(t, f, u)
 				w.failChange.Store(failChange)
-				w.failAddEvent.Store(true)
+				// When the change fails, an event written on its own would
+				// land: nothing must write it.
+				w.failAddEvent.Store(!failChange)
 				err := tc.change(f, ctx, u, secret)
 				n, cerr := f.store.CountEvents(ctx, u.ID, []mfa.EventType{tc.event}, time.Time{})
 				if cerr != nil {

@@ -500,15 +500,20 @@ func eventInsert(e *mfa.Event) (string, []any) {
 	return query, []any{e.UserID, string(e.Type), stamp(e.At), e.IP, e.Detail}
 }
 
-// addEvent stores e inside tx, queueing its notice if e.Notify, and
+// rowQuerier is a pool or a transaction.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// addEvent stores e through q, queueing its notice if e.Notify, and
 // returns its ID; a nil e is no event.
-func addEvent(ctx context.Context, tx pgx.Tx, e *mfa.Event) (int64, error) {
+func addEvent(ctx context.Context, q rowQuerier, e *mfa.Event) (int64, error) {
 	if e == nil {
 		return 0, nil
 	}
 	var id int64
 	query, args := eventInsert(e)
-	err := tx.QueryRow(ctx, query, args...).Scan(&id)
+	err := q.QueryRow(ctx, query, args...).Scan(&id)
 	return id, err
 }
 
@@ -851,9 +856,8 @@ func (db *DB) DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error
 
 // AddEvent stores e and sets e.ID, and queues its notice if e.Notify.
 func (db *DB) AddEvent(ctx context.Context, e *mfa.Event) error {
-	var id int64
-	query, args := eventInsert(e)
-	if err := db.pool.QueryRow(ctx, query, args...).Scan(&id); err != nil {
+	id, err := addEvent(ctx, db.pool, e)
+	if err != nil {
 		return wrap("add event", err)
 	}
 	e.ID = id
