@@ -58,7 +58,7 @@ func locateDatabase(cfg Config) (databaseLocation, error) {
 	case strings.HasPrefix(d, "sqlite:") && len(d) > len("sqlite:"):
 		return databaseLocation{sqlitePath: strings.TrimPrefix(d, "sqlite:")}, nil
 	default:
-		return databaseLocation{}, fmt.Errorf("--database %q: want postgres://USER@HOST/DB or sqlite:PATH (empty: %s)",
+		return databaseLocation{}, usageErrorf("--database %q: want postgres://USER@HOST/DB or sqlite:PATH (empty: %s)",
 			redactURL(d), filepath.Join(cfg.Data, databaseFile))
 	}
 }

@@ -28,7 +28,7 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if from != "" || to != "" {
 		if from == "" || to == "" {
-			return errors.New("migrate: --from and --to go together: twofold migrate --from sqlite:PATH --to postgres://...")
+			return usageErrorf("migrate: --from and --to go together: twofold migrate --from sqlite:PATH --to postgres://...")
 		}
 		return cmdCopy(ctx, from, to, stdout)
 	}

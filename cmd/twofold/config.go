@@ -12,8 +12,36 @@ import (
 	"github.com/twofold/twofold/internal/mfa"
 )
 
-// errUsage means the usage was printed already; main prints nothing more.
+// errUsage is a mistake in how twofold was called: an unknown command or
+// flag, a missing argument, a value a flag does not take. main exits with
+// status 2 for it, as the flag package does, and 1 for any other failure.
+// Returned as it is, it means the usage was printed already and main prints
+// nothing more; usageErrorf gives one a message of its own.
 var errUsage = errors.New("usage")
+
+// usageError is an errUsage with a message, which main prints.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string   { return e.err.Error() }
+func (e *usageError) Unwrap() []error { return []error{e.err, errUsage} }
+
+// usageErrorf is fmt.Errorf for a mistake in how twofold was called.
+func usageErrorf(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// exitCode is the exit status for the error run returned: 0 for none, 2
+// for a usage error, 1 for any other.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		return 1
+	}
+}
 
 // Config is everything a twofold command can be told, from flags or from
 // their TWOFOLD_* environment twins; a flag wins over its variable.
@@ -152,7 +180,11 @@ func (fs *flagSet) parse(args []string) error {
 	if err := fs.checkDurations(); err != nil {
 		return err
 	}
-	return errors.Join(fs.errs...)
+	// A bad environment twin is a bad flag value too.
+	if err := errors.Join(fs.errs...); err != nil {
+		return &usageError{err}
+	}
+	return nil
 }
 
 // NArg is the number of arguments that are not flags.

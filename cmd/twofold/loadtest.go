@@ -115,17 +115,17 @@ func parseLoadtestFlags(args []string, getenv func(string) string, stderr io.Wri
 	}
 	switch {
 	case o.users < 1:
-		return o, errors.New("loadtest: --users must be at least 1")
+		return o, usageErrorf("loadtest: --users must be at least 1")
 	case o.concurrency < 1 || o.signinConns < 1 || o.rate < 1:
-		return o, errors.New("loadtest: --concurrency, --signin-concurrency and --rate must be at least 1")
+		return o, usageErrorf("loadtest: --concurrency, --signin-concurrency and --rate must be at least 1")
 	case o.fullSignins < 1:
-		return o, errors.New("loadtest: --full-signins must be at least 1")
+		return o, usageErrorf("loadtest: --full-signins must be at least 1")
 	case o.instances < 1:
-		return o, errors.New("loadtest: --instances must be at least 1")
+		return o, usageErrorf("loadtest: --instances must be at least 1")
 	case o.instances > 1 && o.postgres == "":
-		return o, errors.New("loadtest: --instances above 1 needs --postgres: instances share a PostgreSQL database")
+		return o, usageErrorf("loadtest: --instances above 1 needs --postgres: instances share a PostgreSQL database")
 	case o.flood < 0 || o.pending < 0:
-		return o, errors.New("loadtest: --flood and --pending must not be negative")
+		return o, usageErrorf("loadtest: --flood and --pending must not be negative")
 	}
 	return o, nil
 }

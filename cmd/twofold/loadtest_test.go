@@ -233,8 +233,8 @@ func TestLoadtestFlags(t *testing.T) {
 		{"--instances", "2"}, // without --postgres
 		{"stray"},
 	} {
-		if _, err := parseLoadtestFlags(args, func(string) string { return "" }, io.Discard); err == nil {
-			t.Errorf("%q: accepted, want an error", args)
+		if _, err := parseLoadtestFlags(args, func(string) string { return "" }, io.Discard); exitCode(err) != 2 {
+			t.Errorf("%q: got %v (exit status %d), want a usage error (2)", args, err, exitCode(err))
 		}
 	}
 	o, err := parseLoadtestFlags(nil, func(k string) string {

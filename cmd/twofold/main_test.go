@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
@@ -301,6 +303,129 @@ func TestCommandGroupHelp(t *testing.T) {
 		if out, err := runCmd(t, "", g.name); !errors.Is(err, errUsage) || !strings.Contains(out, g.subs[0].summary) {
 			t.Errorf("twofold %s: got %v, want the usage error listing its commands; output:\n%s", g.name, err, out)
 		}
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{errors.New("listen: address already in use"), 1},
+		{errUsage, 2},
+		{usageErrorf("--log-level %q: want debug, info, warn or error", "loud"), 2},
+		{fmt.Errorf("serve: %w", usageErrorf("--database %q: want postgres://", "x")), 2},
+		{errors.Join(errors.New("a"), usageErrorf("b")), 2},
+	}
+	for _, tt := range tests {
+		if got := exitCode(tt.err); got != tt.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestUsageErrors: every mistake in how twofold is called is a usage error,
+// for exit status 2, with its message; a command that was called rightly
+// but failed is not.
+func TestUsageErrors(t *testing.T) {
+	// A command that wrongly got past its flags stops at once on the
+	// cancelled context.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		args  []string
+		env   map[string]string
+		usage bool
+		want  string // in the output or the error
+	}{
+		{[]string{}, nil, true, "Usage"},
+		{[]string{"frobnicate"}, nil, true, "unknown command"},
+		{[]string{"serve", "--no-such-flag"}, nil, true, "flag provided but not defined"},
+		{[]string{"serve", "--session-idle", "soon"}, nil, true, "invalid value"},
+		{[]string{"serve", "--session-idle", "0"}, nil, true, "want a positive duration"},
+		{[]string{"serve"}, map[string]string{"TWOFOLD_ALLOW_SIGNUP": "maybe"}, true, "TWOFOLD_ALLOW_SIGNUP"},
+		{[]string{"serve", "--log-level", "loud"}, nil, true, "--log-level"},
+		{[]string{"serve", "--smtp-url", "smtp://mail.example.com"}, nil, true, "--smtp-url needs --mail-from"},
+		{[]string{"serve", "--mail-from", "a@example.com"}, nil, true, "--mail-from needs --smtp-url"},
+		{[]string{"serve", "--smtp-url", "ftp://mail.example.com", "--mail-from", "a@example.com"}, nil, true, "scheme"},
+		{[]string{"migrate", "--database", "mysql://db.example/twofold"}, nil, true, "want postgres://"},
+		{[]string{"migrate", "--from", "sqlite:x.db"}, nil, true, "go together"},
+		{[]string{"migrate", "--from", "x.db", "--to", "postgres://db.example/twofold"}, nil, true, "want sqlite:PATH"},
+		{[]string{"migrate", "--from", "sqlite:x.db", "--to", "x.db"}, nil, true, "want postgres://"},
+		{[]string{"user"}, nil, true, "Usage"},
+		{[]string{"user", "remove", "a@example.com"}, nil, true, "unknown command"},
+		{[]string{"user", "add"}, nil, true, "Usage"},
+		{[]string{"user", "add", "a@example.com", "b@example.com"}, nil, true, "Usage"},
+		{[]string{"key", "spin"}, nil, true, "unknown command"},
+		{[]string{"key", "rotate", "--primary"}, nil, true, "flag needs an argument"},
+		{[]string{"loadtest", "extra"}, nil, true, "Usage"},
+		{[]string{"loadtest", "--instances", "2"}, nil, true, "needs --postgres"},
+
+		{[]string{"user", "reset-2fa", "nobody@example.com"}, nil, false, "nobody@example.com"},
+		{[]string{"migrate", "--from", "sqlite:" + filepath.Join(t.TempDir(), "none.db"), "--to", "postgres://db.example/twofold"}, nil, false, "no such database"},
+		{[]string{"key", "rotate"}, nil, false, "holds no twofold data"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(append([]string{"twofold"}, tt.args...), " "), func(t *testing.T) {
+			env := map[string]string{"TWOFOLD_DATA": t.TempDir(), "TWOFOLD_ADDR": "127.0.0.1:0"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			var out bytes.Buffer
+			err := run(ctx, append([]string{"twofold"}, tt.args...), func(k string) string { return env[k] }, strings.NewReader(""), &out, &out)
+			if err == nil {
+				t.Fatalf("got no error, want one; output:\n%s", &out)
+			}
+			want := 1
+			if tt.usage {
+				want = 2
+			}
+			if got := exitCode(err); got != want {
+				t.Errorf("got %v, exit status %d, want %d", err, got, want)
+			}
+			if !strings.Contains(out.String()+err.Error(), tt.want) {
+				t.Errorf("got %v and output:\n%s\nwant %q", err, &out, tt.want)
+			}
+		})
+	}
+}
+
+// TestExitStatus runs twofold as a process: 2 for a usage error, 1 for a
+// failure, and the message of either on stderr once.
+func TestExitStatus(t *testing.T) {
+	data := t.TempDir()
+	tests := []struct {
+		args   []string
+		status int
+		stderr string
+	}{
+		{[]string{"version"}, 0, ""},
+		{[]string{"frobnicate"}, 2, `twofold: unknown command "frobnicate"`},
+		{[]string{"serve", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
+		{[]string{"serve", "--log-level", "loud", "--data", data}, 2, `twofold: --log-level "loud"`},
+		{[]string{"user", "reset-2fa", "nobody@example.com", "--data", data}, 1, "twofold: No account has the email address nobody@example.com."},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], tt.args...)
+			cmd.Env = append(os.Environ(), runAsTwofold+"=1")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			status := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				status = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if status != tt.status {
+				t.Errorf("exit status %d, want %d; stderr:\n%s", status, tt.status, &stderr)
+			}
+			if tt.stderr != "" && strings.Count(stderr.String(), tt.stderr) != 1 || strings.Contains(stderr.String(), "twofold: usage") {
+				t.Errorf("stderr:\n%s\nwant %q, once", &stderr, tt.stderr)
+			}
+		})
 	}
 }
 

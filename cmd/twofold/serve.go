@@ -43,7 +43,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level %q: want debug, info, warn or error", cfg.LogLevel)
+		return usageErrorf("--log-level %q: want debug, info, warn or error", cfg.LogLevel)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	tuneGC(os.Getenv)
@@ -185,13 +185,13 @@ func newMailer(cfg Config) (*smtp.Mailer, error) {
 	case cfg.SMTPURL == "" && cfg.MailFrom == "":
 		return nil, nil
 	case cfg.SMTPURL == "":
-		return nil, errors.New("--mail-from needs --smtp-url (TWOFOLD_SMTP_URL), the mail server to send through")
+		return nil, usageErrorf("--mail-from needs --smtp-url (TWOFOLD_SMTP_URL), the mail server to send through")
 	case cfg.MailFrom == "":
-		return nil, errors.New("--smtp-url needs --mail-from (TWOFOLD_MAIL_FROM), the From address of the emails")
+		return nil, usageErrorf("--smtp-url needs --mail-from (TWOFOLD_MAIL_FROM), the From address of the emails")
 	}
 	m, err := smtp.New(smtp.Config{URL: cfg.SMTPURL, From: cfg.MailFrom})
 	if err != nil {
-		return nil, fmt.Errorf("--smtp-url, --mail-from: %w", err)
+		return nil, usageErrorf("--smtp-url, --mail-from: %w", err)
 	}
 	return m, nil
 }

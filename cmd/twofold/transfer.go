@@ -19,10 +19,10 @@ import (
 func cmdCopy(ctx context.Context, from, to string, stdout io.Writer) error {
 	path, ok := strings.CutPrefix(from, "sqlite:")
 	if !ok || path == "" {
-		return fmt.Errorf("--from %q: want sqlite:PATH, the SQLite database to copy", redactURL(from))
+		return usageErrorf("--from %q: want sqlite:PATH, the SQLite database to copy", redactURL(from))
 	}
 	if !isPostgresURL(to) {
-		return fmt.Errorf("--to %q: want postgres://USER@HOST/DB, an empty PostgreSQL database", redactURL(to))
+		return usageErrorf("--to %q: want postgres://USER@HOST/DB, an empty PostgreSQL database", redactURL(to))
 	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("--from %s: no such database", path)
