@@ -193,7 +193,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, u *User, code string, c Clien
 	step, ok := otp.Verify(secret, code, s.clock(), 0, totpParams)
 	if !ok {
 		s.record(ctx, u.ID, EventSecondFactorFailed, c, setupDetail)
-		return nil, "", s.failed(ctx, a, u.ID, c, ErrInvalidCode)
+		return nil, "", s.failed(ctx, a, u.ID, c, ErrInvalidSetupCode)
 	}
 	if err := s.succeeded(ctx, a); err != nil {
 		return nil, "", err

@@ -68,6 +68,14 @@ var (
 	ErrPasswordChanged   = &Error{Kind: KindConflict, Code: "password_changed_meanwhile", Message: "Your password was changed at the same moment from elsewhere. Sign in again."}
 	ErrNoEnrollment      = &Error{Kind: KindConflict, Code: "no_pending_enrollment", Message: "Start the setup again: no authenticator app is waiting for confirmation."}
 	ErrMethodUnavailable = &Error{Kind: KindInvalid, Code: "method_unavailable", Message: "That sign-in method is not available for this account."}
+
+	// ErrInvalidSetupCode answers a wrong code at the confirmation of a new
+	// authenticator app. The user is signed in, and stays so: it is a value
+	// not accepted, not a failure to authenticate, which would tell an API
+	// client that the session is gone. It has the code of ErrInvalidCode,
+	// and is one for errors.Is.
+	ErrInvalidSetupCode = &Error{Kind: KindInvalid, Code: "invalid_code", Err: ErrInvalidCode,
+		Message: "That code does not match the new key. Check that your app holds the key just shown and that your phone sets its time automatically, then enter the code your app shows now."}
 )
 
 // ErrorKind returns the Kind of err, KindInternal for any error that is not an *Error.

@@ -923,8 +923,10 @@ func TestEnrollment(t *testing.T) {
 	if len(fs) != 1 || bytes.Contains(fs[0].Secret, secret) {
 		t.Fatal("TOTP secret stored in clear")
 	}
-	if _, _, err := f.svc.ConfirmTOTP(ctx, u, mfatest.WrongCode(t, secret, f.clock.Now()), client); !errors.Is(err, mfa.ErrInvalidCode) {
-		t.Fatalf("confirm with a wrong code: %v", err)
+	// A wrong code from the signed-in user is a value not accepted, not a
+	// failure to authenticate; it is an ErrInvalidCode still.
+	if _, _, err := f.svc.ConfirmTOTP(ctx, u, mfatest.WrongCode(t, secret, f.clock.Now()), client); !errors.Is(err, mfa.ErrInvalidCode) || mfa.ErrorKind(err) != mfa.KindInvalid {
+		t.Fatalf("confirm with a wrong code: got %v, want ErrInvalidCode of KindInvalid", err)
 	}
 	if _, _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); err != nil {
 		t.Fatal(err)

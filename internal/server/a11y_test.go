@@ -127,7 +127,7 @@ func TestFormErrorDescribesField(t *testing.T) {
 			clean.want(t, 200, "/settings/2fa/enable")
 			secret := e.keySecret(submatch(t, keyRE, clean.body))
 			failed := b.post("/settings/2fa/confirm", url.Values{"code": {e.wrongCode(secret)}})
-			failed.want(t, 401, "/settings/2fa/confirm")
+			failed.want(t, 400, "/settings/2fa/confirm")
 			failed.mustContain(t, "Scan the QR code")
 			return clean, failed
 		}},

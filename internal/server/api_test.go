@@ -267,7 +267,7 @@ func TestAPIEnableFlow(t *testing.T) {
 
 	secret := decodeSecret(t, enr.Secret)
 	e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.wrongCode(secret)}}).
-		wantError(t, http.StatusUnauthorized, "invalid_code")
+		wantError(t, http.StatusBadRequest, "invalid_code")
 	r = e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.totp(secret)}})
 	r.wantStatus(t, http.StatusOK)
 	// Every session from before ends, the caller's included; the caller
@@ -303,6 +303,58 @@ func TestAPIEnableFlow(t *testing.T) {
 	if me.BackupCodesRemaining != 10 {
 		t.Errorf("backup codes after a second confirmation: got %d, want the 10 of the first", me.BackupCodesRemaining)
 	}
+}
+
+// TestAPIWrongCodeOrPasswordKeepsSession: a signed-in user who types a
+// wrong code or password is answered with an error that does not say the
+// session is gone (401 does, and a client would sign the user out), and
+// stays signed in; guessing is throttled all the same. A wrong code at
+// sign-in is still 401.
+func TestAPIWrongCodeOrPasswordKeepsSession(t *testing.T) {
+	e := newEnv(t)
+	e.createUser(testEmail, testPassword)
+	token, _ := e.login(testEmail, testPassword)
+	r := e.do(request{method: "POST", path: "/api/v1/me/totp", token: token, body: map[string]string{"password": testPassword}})
+	r.wantStatus(t, http.StatusOK)
+	var enr enrollment
+	r.json(t, &enr)
+	secret := decodeSecret(t, enr.Secret)
+
+	for range mfa.FreeFailures {
+		r := e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.wrongCode(secret)}})
+		r.wantError(t, http.StatusBadRequest, "invalid_code")
+		var body apiError
+		r.json(t, &body)
+		if body.Error.Message != mfa.ErrInvalidSetupCode.Message {
+			t.Errorf("message: got %q, want %q", body.Error.Message, mfa.ErrInvalidSetupCode.Message)
+		}
+		e.do(request{method: "GET", path: "/api/v1/me", token: token}).wantStatus(t, http.StatusOK)
+	}
+	// Throttled like a wrong code at sign-in: even the right code waits.
+	r = e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.totp(secret)}})
+	r.wantError(t, http.StatusTooManyRequests, "rate_limited")
+	wantRetryAfter(t, r)
+	e.clock.Advance(time.Minute) // past the lock, within the 15 minutes of the setup
+	r = e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.totp(secret)}})
+	r.wantStatus(t, http.StatusOK)
+	token = r.token(t)
+	e.pastSpentSteps(secret)
+
+	// A wrong password to confirm a change is 403, and the session stays.
+	for _, path := range []string{"/api/v1/me/backup-codes", "/api/v1/me/two-factor/disable"} {
+		e.do(request{method: "POST", path: path, token: token, body: map[string]string{"password": "wrong password here"}}).
+			wantError(t, http.StatusForbidden, "invalid_password")
+		e.do(request{method: "GET", path: "/api/v1/me", token: token}).wantStatus(t, http.StatusOK)
+	}
+	e.do(request{method: "POST", path: "/api/v1/me/password", token: token,
+		body: map[string]string{"current_password": "wrong password here", "new_password": "a brand new passphrase"}}).
+		wantError(t, http.StatusForbidden, "invalid_password")
+	e.do(request{method: "GET", path: "/api/v1/me", token: token}).wantStatus(t, http.StatusOK)
+
+	// At sign-in, a wrong code is a failure to authenticate: 401.
+	half, _ := e.login(testEmail, testPassword)
+	e.do(request{method: "POST", path: "/api/v1/login/second-factor", token: half, body: map[string]string{"method": "totp", "code": e.wrongCode(secret)}}).
+		wantError(t, http.StatusUnauthorized, "invalid_code")
 }
 
 func TestAPIQRCodeScans(t *testing.T) {

@@ -389,8 +389,8 @@ func TestPageEnableWizard(t *testing.T) {
 		t.Errorf("key on return: got %q, want %q", got, key)
 	}
 	p = b.post("/settings/2fa/confirm", url.Values{"code": {e.wrongCode(e.keySecret(key))}})
-	p.want(t, 401, "/settings/2fa/confirm")
-	p.mustContain(t, `role="alert"`, html.EscapeString(mfa.ErrInvalidCode.Message))
+	p.want(t, 400, "/settings/2fa/confirm")
+	p.mustContain(t, `role="alert"`, html.EscapeString(mfa.ErrInvalidSetupCode.Message))
 	if got := submatch(t, keyRE, p.body); got != key {
 		t.Errorf("key after a wrong code: got %q, want %q", got, key)
 	}
