@@ -76,7 +76,8 @@ type Store interface {
 	// records nothing, when the factor is gone or was already confirmed.
 	ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []BackupCode, e *Event) error
 	// DeleteFactors removes every factor and backup code of the user and
-	// records e (if not nil) as AddEvent does, at once.
+	// records e (if not nil) as AddEvent does, at once. It returns
+	// ErrNotFound, and changes nothing, when e's user does not exist.
 	DeleteFactors(ctx context.Context, userID int64, e *Event) error
 	// FactorsAfter lists factors with ID > afterID in ID order, at most limit.
 	FactorsAfter(ctx context.Context, afterID int64, limit int) ([]Factor, error)

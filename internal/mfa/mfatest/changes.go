@@ -61,6 +61,20 @@ var changes = []change{
 		made: func(t *testing.T, s mfa.Store, u *mfa.User) bool {
 			return len(factorIDs(t, s, u.ID)) == 0 && len(codeHashes(t, s, u.ID)) == 0
 		},
+		refuse: func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) {
+			// The event of a user who does not exist cannot be stored.
+			missing := *e
+			missing.UserID = u.ID + 1000
+			if err := s.DeleteFactors(t.Context(), missing.UserID, &missing); !errors.Is(err, mfa.ErrNotFound) {
+				t.Errorf("DeleteFactors(%d) of a missing user: got %v, want ErrNotFound", missing.UserID, err)
+			}
+			if missing.ID != 0 {
+				t.Errorf("DeleteFactors of a missing user: the event's ID is set to %d", missing.ID)
+			}
+			if evs, err := s.Events(t.Context(), missing.UserID, 10); err != nil || len(evs) != 0 {
+				t.Errorf("DeleteFactors of a missing user: events: got %+v, %v, want none", evs, err)
+			}
+		},
 	},
 	{
 		name: "ReplaceBackupCodes", typ: mfa.EventBackupCodesRegenerated,

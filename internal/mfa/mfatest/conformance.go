@@ -27,6 +27,8 @@ import (
 //   - stores copy byte slices in and out;
 //   - UpgradeSession and the Replace methods answer false, nil
 //     for a row that does not exist (it was deleted concurrently);
+//   - DeleteFactors with an event, for a user who does not exist, is
+//     mfa.ErrNotFound and stores no event;
 //   - TouchSession of a missing session is mfa.ErrNotFound; DeleteSession,
 //     DeleteUserSessions and ResetThrottle of nothing are not errors;
 //   - ConfirmFactor and ReplaceBackupCodes set the IDs of the codes passed;

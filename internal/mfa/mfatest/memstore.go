@@ -235,6 +235,14 @@ func (m *MemStore) ConfirmFactor(ctx context.Context, factorID int64, at time.Ti
 func (m *MemStore) DeleteFactors(ctx context.Context, userID int64, e *mfa.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// The event of a user who does not exist cannot be stored, and the
+	// change fails with it, as in the SQL stores, whose events reference
+	// their user.
+	if e != nil {
+		if _, ok := m.users[e.UserID]; !ok {
+			return mfa.ErrNotFound
+		}
+	}
 	for id, f := range m.factors {
 		if f.UserID == userID {
 			delete(m.factors, id)
