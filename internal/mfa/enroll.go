@@ -28,6 +28,11 @@ type Status struct {
 	TwoFactorEnabled     bool
 	BackupCodesRemaining int
 	PendingSetup         bool // a QR code was shown and waits for its code
+
+	// BackupCodeSet names the current set of backup codes, for a form
+	// that replaces it to carry: see RegenerateBackupCodesOnce. It is the
+	// ID of the newest unused code, 0 when there is none.
+	BackupCodeSet int64
 }
 
 // totpAD binds a sealed TOTP secret to its user.
@@ -75,6 +80,9 @@ func (s *Service) Status(ctx context.Context, userID int64) (Status, error) {
 			return st, fmt.Errorf("mfa: status: %w", err)
 		}
 		st.BackupCodesRemaining = len(codes)
+		if len(codes) > 0 {
+			st.BackupCodeSet = codes[len(codes)-1].ID // in ID order
+		}
 	}
 	return st, nil
 }
@@ -242,6 +250,28 @@ func (s *Service) checkTOTP(userID int64, factors []Factor, code string) (factor
 // RegenerateBackupCodes replaces the user's backup codes ("Show Codes"):
 // the old set stops working.
 func (s *Service) RegenerateBackupCodes(ctx context.Context, u *User, password string, c Client) ([]string, error) {
+	return s.regenerateBackupCodes(ctx, u, password, c, func(stored []BackupCode, e *Event) (bool, error) {
+		return true, s.store.ReplaceBackupCodes(ctx, u.ID, stored, e)
+	})
+}
+
+// RegenerateBackupCodesOnce replaces the set of backup codes that set
+// names (Status.BackupCodeSet, read when the form asking for it was shown)
+// as RegenerateBackupCodes does. A form sent twice (a reloaded page, a
+// double click) replaces that set once: when the set was replaced since,
+// by the form's first sending or otherwise, no new set is made, and the
+// answer is ErrBackupCodesReplaced. The password is checked first, in
+// either case.
+func (s *Service) RegenerateBackupCodesOnce(ctx context.Context, u *User, password string, set int64, c Client) ([]string, error) {
+	return s.regenerateBackupCodes(ctx, u, password, c, func(stored []BackupCode, e *Event) (bool, error) {
+		return s.store.ReplaceBackupCodesIf(ctx, u.ID, set, stored, e)
+	})
+}
+
+// regenerateBackupCodes checks the password and makes a new set of backup
+// codes, which replace stores with its event. replace reports false when it
+// stored nothing: then the answer is ErrBackupCodesReplaced.
+func (s *Service) regenerateBackupCodes(ctx context.Context, u *User, password string, c Client, replace func(stored []BackupCode, e *Event) (bool, error)) ([]string, error) {
 	if err := s.requireEnabled(ctx, u, password, c); err != nil {
 		return nil, err
 	}
@@ -250,8 +280,12 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, u *User, password s
 		return nil, err
 	}
 	e := s.changeEvent(ctx, u.ID, EventBackupCodesRegenerated, c, "")
-	if err := s.store.ReplaceBackupCodes(ctx, u.ID, stored, e); err != nil {
+	ok, err := replace(stored, e)
+	if err != nil {
 		return nil, fmt.Errorf("mfa: regenerate backup codes: %w", err)
+	}
+	if !ok {
+		return nil, ErrBackupCodesReplaced
 	}
 	s.eventStored(ctx, e)
 	return codes, nil

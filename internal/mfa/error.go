@@ -69,6 +69,12 @@ var (
 	ErrNoEnrollment      = &Error{Kind: KindConflict, Code: "no_pending_enrollment", Message: "Start the setup again: no authenticator app is waiting for confirmation."}
 	ErrMethodUnavailable = &Error{Kind: KindInvalid, Code: "method_unavailable", Message: "That sign-in method is not available for this account."}
 
+	// ErrBackupCodesReplaced answers a request for new backup codes that
+	// names a set replaced since: a form sent again, whose first sending
+	// made the set that is now current.
+	ErrBackupCodesReplaced = &Error{Kind: KindConflict, Code: "backup_codes_replaced",
+		Message: "These codes were replaced already, by the set shown when this form was first sent. If you did not keep that set, make a new one."}
+
 	// ErrInvalidSetupCode answers a wrong code at the confirmation of a new
 	// authenticator app. The user is signed in, and stays so: it is a value
 	// not accepted, not a failure to authenticate, which would tell an API

@@ -607,6 +607,112 @@ func TestBackupCodes(t *testing.T) {
 	}
 }
 
+// A Show Codes form names the set it was shown with: sent again (a reload
+// of the page of codes, a double click), it makes no other set, and the
+// codes its first sending made keep working.
+func TestRegenerateBackupCodesOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	u := f.user(t, "ann@example.com")
+	_, old := f.enable(t, u)
+	set := func() int64 {
+		t.Helper()
+		st, err := f.svc.Status(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.BackupCodeSet
+	}
+	works := func(code string) bool {
+		t.Helper()
+		_, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodBackupCode, code, client)
+		return err == nil
+	}
+	regenerated := func() int {
+		t.Helper()
+		n, err := f.store.CountEvents(ctx, u.ID, []mfa.EventType{mfa.EventBackupCodesRegenerated}, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	shown := set()
+	if shown == 0 {
+		t.Fatal("Status.BackupCodeSet of a user with codes: got 0")
+	}
+	first, err := f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, shown, client)
+	if err != nil || len(first) != mfa.BackupCodeCount {
+		t.Fatalf("RegenerateBackupCodesOnce: got %d codes, %v", len(first), err)
+	}
+	for range 2 {
+		again, err := f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, shown, client)
+		if !errors.Is(err, mfa.ErrBackupCodesReplaced) || again != nil {
+			t.Fatalf("sent again: got %d codes, %v, want none, ErrBackupCodesReplaced", len(again), err)
+		}
+	}
+	// The password is checked first, as for any change.
+	_, err = f.svc.RegenerateBackupCodesOnce(ctx, u, "not my password", shown, client)
+	wantErr(t, err, mfa.ErrWrongPassword)
+	if n := regenerated(); n != 1 {
+		t.Errorf("%s events: got %d, want 1", mfa.EventBackupCodesRegenerated, n)
+	}
+	if !works(first[0]) {
+		t.Error("a code of the first sending no longer works")
+	}
+	if works(old[1]) {
+		t.Error("a code of the set replaced still works")
+	}
+
+	// A code used since does not make the set another: the form shown
+	// before the use still replaces it.
+	shown = set()
+	if !works(first[mfa.BackupCodeCount-1]) { // the newest
+		t.Fatal("the newest code of the set does not work")
+	}
+	second, err := f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, shown, client)
+	if err != nil {
+		t.Fatalf("after a code was used: %v", err)
+	}
+	if works(first[1]) || !works(second[0]) {
+		t.Error("the form shown before a code was used did not replace the set")
+	}
+
+	// No unused code left: the set is named 0, and replaced.
+	if err := f.store.ReplaceBackupCodes(ctx, u.ID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := set(); got != 0 {
+		t.Fatalf("Status.BackupCodeSet without codes: got %d, want 0", got)
+	}
+	third, err := f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, 0, client)
+	if err != nil || !works(third[0]) {
+		t.Fatalf("without codes: got %d codes, %v", len(third), err)
+	}
+	_, err = f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, 0, client)
+	wantErr(t, err, mfa.ErrBackupCodesReplaced)
+
+	// Sent several times at once: one set.
+	shown, before := set(), regenerated()
+	var made atomic.Int32
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			_, err := f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, shown, client)
+			switch {
+			case err == nil:
+				made.Add(1)
+			case !errors.Is(err, mfa.ErrBackupCodesReplaced):
+				t.Errorf("sent at once: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if made.Load() != 1 || regenerated() != before+1 {
+		t.Errorf("one form sent 5 times at once: %d sets made, %d events, want 1", made.Load(), regenerated()-before)
+	}
+}
+
 func TestBackupCodeConcurrentUse(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -1597,6 +1703,11 @@ func (g *clientGone) ReplaceBackupCodes(ctx context.Context, userID int64, codes
 	return g.gone(g.Store.ReplaceBackupCodes(ctx, userID, codes, e))
 }
 
+func (g *clientGone) ReplaceBackupCodesIf(ctx context.Context, userID, newest int64, codes []mfa.BackupCode, e *mfa.Event) (bool, error) {
+	ok, err := g.Store.ReplaceBackupCodesIf(ctx, userID, newest, codes, e)
+	return ok, g.gone(err)
+}
+
 func (g *clientGone) ReplacePasswordHash(ctx context.Context, userID int64, old, new string, e *mfa.Event) (bool, error) {
 	ok, err := g.Store.ReplacePasswordHash(ctx, userID, old, new, e)
 	return ok, g.gone(err)
@@ -1647,6 +1758,14 @@ func securityChanges(t *testing.T) []securityChange {
 		}, mfa.EventTwoFactorDisabled, true},
 		{"new backup codes", true, func(f *fixture, ctx context.Context, u *mfa.User, _ []byte) error {
 			_, err := f.svc.RegenerateBackupCodes(ctx, u, testPassword, client)
+			return err
+		}, mfa.EventBackupCodesRegenerated, false},
+		{"new backup codes, once", true, func(f *fixture, ctx context.Context, u *mfa.User, _ []byte) error {
+			st, err := f.svc.Status(ctx, u.ID)
+			if err != nil {
+				return err
+			}
+			_, err = f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, st.BackupCodeSet, client)
 			return err
 		}, mfa.EventBackupCodesRegenerated, false},
 		{"reset 2FA", true, func(f *fixture, ctx context.Context, u *mfa.User, _ []byte) error {
@@ -1749,6 +1868,13 @@ func (w *writesFail) ReplaceBackupCodes(ctx context.Context, userID int64, codes
 		return err
 	}
 	return w.Store.ReplaceBackupCodes(ctx, userID, codes, e)
+}
+
+func (w *writesFail) ReplaceBackupCodesIf(ctx context.Context, userID, newest int64, codes []mfa.BackupCode, e *mfa.Event) (bool, error) {
+	if err := w.changeFails(); err != nil {
+		return false, err
+	}
+	return w.Store.ReplaceBackupCodesIf(ctx, userID, newest, codes, e)
 }
 
 func (w *writesFail) ReplacePasswordHash(ctx context.Context, userID int64, old, new string, e *mfa.Event) (bool, error) {

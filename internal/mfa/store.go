@@ -42,12 +42,15 @@ type Upgrade struct {
 // Store keeps everything two instances of the server must agree on. Every
 // method is atomic; a change that takes an *Event stores it, with its
 // notice, in the change's own write, so that no change is ever made
-// without its record. A missing row is ErrNotFound, except where a method
-// reports success as a bool: then a missing row is false and a nil error, and
-// deleting nothing is not an error. A taken unique value is ErrConflict. IDs
-// are never reused, so a stale ID can never name a newer row. Returned times
-// are UTC, kept to the millisecond. Rules do not live here: a Store only
-// stores, and offers the atomic compare-and-set steps the rules need.
+// without its record. An event names an existing user: a write given the
+// event of a user who does not exist is ErrNotFound and stores nothing,
+// neither the event nor the rest of the write. A missing row is
+// ErrNotFound, except where a method reports success as a bool: then a
+// missing row is false and a nil error, and deleting nothing is not an
+// error. A taken unique value is ErrConflict. IDs are never reused, so a
+// stale ID can never name a newer row. Returned times are UTC, kept to the
+// millisecond. Rules do not live here: a Store only stores, and offers the
+// atomic compare-and-set steps the rules need.
 type Store interface {
 	CreateUser(ctx context.Context, u *User) error // sets u.ID
 	UserByID(ctx context.Context, id int64) (*User, error)
@@ -76,8 +79,7 @@ type Store interface {
 	// records nothing, when the factor is gone or was already confirmed.
 	ConfirmFactor(ctx context.Context, factorID int64, at time.Time, step int64, codes []BackupCode, e *Event) error
 	// DeleteFactors removes every factor and backup code of the user and
-	// records e (if not nil) as AddEvent does, at once. It returns
-	// ErrNotFound, and changes nothing, when e's user does not exist.
+	// records e (if not nil) as AddEvent does, at once.
 	DeleteFactors(ctx context.Context, userID int64, e *Event) error
 	// FactorsAfter lists factors with ID > afterID in ID order, at most limit.
 	FactorsAfter(ctx context.Context, afterID int64, limit int) ([]Factor, error)
@@ -90,6 +92,13 @@ type Store interface {
 	// ReplaceBackupCodes deletes the user's codes, stores codes instead and
 	// records e (if not nil) as AddEvent does, at once.
 	ReplaceBackupCodes(ctx context.Context, userID int64, codes []BackupCode, e *Event) error
+	// ReplaceBackupCodesIf does what ReplaceBackupCodes does if none of the
+	// user's unused codes has an ID above newest, and reports whether it
+	// did. IDs increase, so with newest the ID of the newest unused code
+	// (0 for none) read before, it refuses once a set was stored since,
+	// while codes used since change nothing. Of concurrent calls with the
+	// same newest, at most one replaces the codes.
+	ReplaceBackupCodesIf(ctx context.Context, userID, newest int64, codes []BackupCode, e *Event) (bool, error)
 
 	CreateSession(ctx context.Context, s *Session) error
 	Session(ctx context.Context, id []byte) (*Session, error)
@@ -134,7 +143,8 @@ type Store interface {
 	DeleteStaleThrottles(ctx context.Context, t time.Time) (int, error)
 
 	// AddEvent stores e and sets e.ID; when e.Notify is set, it queues a
-	// notice of e, due at e.At, in the same write.
+	// notice of e, due at e.At, in the same write. The event of a user who
+	// does not exist is ErrNotFound, and nothing is stored.
 	AddEvent(ctx context.Context, e *Event) error
 	// Events returns the user's newest events first, at most limit.
 	Events(ctx context.Context, userID int64, limit int) ([]Event, error)

@@ -49,10 +49,6 @@ func TestStore(t *testing.T) {
 	})
 }
 
-func TestChangeRollback(t *testing.T) {
-	mfatest.TestChangeRollback(t, openTest(t, newDatabase(t)))
-}
-
 func latestVersion(t *testing.T) int {
 	t.Helper()
 	ms, err := migrations()
@@ -526,6 +522,7 @@ func TestQueryPlans(t *testing.T) {
 		`SELECT ` + factorColumns + ` FROM factors WHERE id > 1 ORDER BY id LIMIT 10`,
 		`SELECT ` + codeColumns + ` FROM backup_codes WHERE user_id = 1 AND used_at IS NULL ORDER BY id`,
 		`DELETE FROM backup_codes WHERE user_id = 1`,
+		strings.NewReplacer("$1", "1", "$2", "1").Replace(newerCodes),
 		`SELECT ` + sessionColumns + ` FROM sessions WHERE id = '\x00'`,
 		strings.ReplaceAll(sessionViewSQL, "$1", `'\x00'`),
 		`DELETE FROM sessions WHERE user_id = 1`,

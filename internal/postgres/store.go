@@ -274,27 +274,60 @@ func (db *DB) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.Backup
 // records e, in one transaction under the user's lock. On success it sets
 // codes[i].ID and codes[i].UserID.
 func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
+	_, err := db.replaceBackupCodes(ctx, userID, -1, codes, e)
+	return err
+}
+
+// ReplaceBackupCodesIf does what ReplaceBackupCodes does if none of the
+// user's unused codes has an ID above newest, and reports whether it did.
+// The check runs under the user's lock, after any replacement that held it
+// before has committed: of concurrent calls, each sees the codes of those
+// before.
+func (db *DB) ReplaceBackupCodesIf(ctx context.Context, userID, newest int64, codes []mfa.BackupCode, e *mfa.Event) (bool, error) {
+	return db.replaceBackupCodes(ctx, userID, max(newest, 0), codes, e)
+}
+
+// newerCodes tells whether the user $1 has an unused backup code with an
+// ID above $2.
+const newerCodes = `SELECT EXISTS (SELECT 1 FROM backup_codes WHERE user_id = $1 AND id > $2 AND used_at IS NULL)`
+
+// replaceBackupCodes replaces the user's codes if none of the unused ones
+// has an ID above newest; a negative newest replaces them whatever they are.
+func (db *DB) replaceBackupCodes(ctx context.Context, userID, newest int64, codes []mfa.BackupCode, e *mfa.Event) (bool, error) {
 	var (
-		ids  []int64
-		evID int64
+		replaced bool
+		ids      []int64
+		evID     int64
 	)
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		replaced = false
 		if _, err := tx.Exec(ctx, lockUser, userID); err != nil {
 			return err
+		}
+		if newest >= 0 {
+			var newer bool
+			if err := tx.QueryRow(ctx, newerCodes, userID, newest).Scan(&newer); err != nil || newer {
+				return err
+			}
 		}
 		var err error
 		if ids, err = replaceCodes(ctx, tx, userID, codes); err != nil {
 			return err
 		}
-		evID, err = addEvent(ctx, tx, e)
-		return err
+		if evID, err = addEvent(ctx, tx, e); err != nil {
+			return err
+		}
+		replaced = true
+		return nil
 	})
 	if err != nil {
-		return wrap("replace backup codes", err)
+		return false, wrap("replace backup codes", err)
 	}
-	setCodeIDs(codes, userID, ids)
-	setEventID(e, evID)
-	return nil
+	if replaced {
+		setCodeIDs(codes, userID, ids)
+		setEventID(e, evID)
+	}
+	return replaced, nil
 }
 
 // replaceCodes replaces the user's codes inside tx and returns the new IDs.

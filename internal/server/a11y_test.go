@@ -147,8 +147,20 @@ func TestFormErrorDescribesField(t *testing.T) {
 			b := e.browser()
 			e.signIn(b, secret)
 			clean := b.get("/settings/security")
-			failed := b.post("/settings/2fa/backup-codes", url.Values{"password": {"not the password"}})
+			failed := b.post("/settings/2fa/backup-codes", showCodes(t, clean, "not the password"))
 			failed.want(t, 403, "/settings/2fa/backup-codes")
+			return clean, failed
+		}},
+		{"show codes sent again", "codes-password", nil, func(t *testing.T) (page, page) {
+			e := newEnv(t)
+			secret, _ := e.userWith2FA()
+			b := e.browser()
+			e.signIn(b, secret)
+			clean := b.get("/settings/security")
+			form := showCodes(t, clean, testPassword)
+			b.post("/settings/2fa/backup-codes", form).want(t, 200, "/settings/2fa/backup-codes")
+			failed := b.post("/settings/2fa/backup-codes", form)
+			failed.want(t, 409, "/settings/2fa/backup-codes")
 			return clean, failed
 		}},
 		{"password", "current_password", nil, func(t *testing.T) (page, page) {
@@ -269,7 +281,13 @@ func TestPasswordInputsHaveNoMaxlength(t *testing.T) {
 		p := b.post("/settings/password", url.Values{"current_password": {testPassword}, "new_password": {"short"}, "repeat_password": {"short"}})
 		p.want(t, 400, "/settings/password")
 		check(t, p, 3)
-		check(t, b.get("/settings/security"), 1) // Show Codes
+		p = b.get("/settings/security")
+		check(t, p, 1) // Show Codes
+		form := showCodes(t, p, testPassword)
+		b.post("/settings/2fa/backup-codes", form).want(t, 200, "/settings/2fa/backup-codes")
+		p = b.post("/settings/2fa/backup-codes", form) // sent again
+		p.want(t, 409, "/settings/2fa/backup-codes")
+		check(t, p, 1)
 		check(t, b.get("/settings/2fa/disable"), 1)
 
 		e2 := newEnv(t)

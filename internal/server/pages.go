@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +82,13 @@ type codesPage struct {
 	Download template.URL
 	FileName string // of the download
 	Done     string // where "Done" leads: a fixed local path
+}
+
+// codesReplacedPage answers a Show Codes form sent again: its set was
+// replaced already. It shows the form afresh, for the set now current.
+type codesReplacedPage struct {
+	layout
+	Set int64
 }
 
 type disablePage struct {
@@ -505,13 +513,30 @@ func pageConfirm(k *kit, svc *mfa.Service) http.Handler {
 	})
 }
 
+var errCodesFormStale = mfa.Errorf(mfa.KindInvalid, "form_out_of_date",
+	"This form is out of date. To make new backup codes, confirm your password again.")
+
+// pageRegenerateCodes makes a new set of backup codes ("Show Codes"). The
+// form carries the set it was shown with, so that sending it again (by
+// reloading the page of codes it answered, or by a double click) does not
+// replace the set just shown, which the user may have saved by then.
 func pageRegenerateCodes(k *kit, svc *mfa.Service) http.Handler {
 	return withPageUser(k, svc, func(w http.ResponseWriter, r *http.Request, u *mfa.User) {
 		if err := parseForm(r); err != nil {
 			k.fail(w, r, err)
 			return
 		}
-		codes, err := svc.RegenerateBackupCodes(r.Context(), u, r.PostFormValue("password"), k.client(r))
+		set, err := strconv.ParseInt(r.PostFormValue("set"), 10, 64)
+		if err != nil || set < 0 { // a form from before the set was part of it
+			status, msg := k.formProblem(w, r, errCodesFormStale)
+			renderSecurity(k, svc, w, r, status, u, "", msg)
+			return
+		}
+		codes, err := svc.RegenerateBackupCodesOnce(r.Context(), u, r.PostFormValue("password"), set, k.client(r))
+		if errors.Is(err, mfa.ErrBackupCodesReplaced) {
+			renderCodesReplaced(k, svc, w, r, u)
+			return
+		}
 		if err != nil {
 			status, msg := k.formProblem(w, r, err)
 			renderSecurity(k, svc, w, r, status, u, "", msg)
@@ -521,6 +546,25 @@ func pageRegenerateCodes(k *kit, svc *mfa.Service) http.Handler {
 			"Your previous backup codes no longer work. Each of these codes lets you sign in once. "+
 				"Keep them somewhere safe: this is the only time they are shown.",
 			"/settings/security", codes)
+	})
+}
+
+// renderCodesReplaced answers a Show Codes form whose set was replaced
+// since it was shown, with the form for the set now current: the codes
+// already shown are not replaced without the user asking again.
+func renderCodesReplaced(k *kit, svc *mfa.Service, w http.ResponseWriter, r *http.Request, u *mfa.User) {
+	st, err := svc.Status(r.Context(), u.ID)
+	if err != nil {
+		k.fail(w, r, err)
+		return
+	}
+	if !st.TwoFactorEnabled { // turned off meanwhile, in another tab
+		redirect(w, r, "/settings/security?msg=not_enabled")
+		return
+	}
+	k.render(w, r, http.StatusConflict, "codes_replaced", &codesReplacedPage{
+		layout: layout{Title: "Backup codes replaced already", User: u, Error: mfa.ErrBackupCodesReplaced.Message},
+		Set:    st.BackupCodeSet,
 	})
 }
 

@@ -117,7 +117,15 @@ var (
 	qrRE   = regexp.MustCompile(`<img src="data:image/png;base64,([^"]+)"`)
 	keyRE  = regexp.MustCompile(`<code class="secret-key">([A-Z2-7 ]+)</code>`)
 	codeRE = regexp.MustCompile(`<li><code>([0-9a-z-]+)</code></li>`)
+	setRE  = regexp.MustCompile(`<input type="hidden" name="set" value="([0-9]+)">`)
 )
+
+// showCodes is the Show Codes form of page p filled in with the password,
+// as a browser sends it: with the set of codes the page was shown with.
+func showCodes(t *testing.T, p page, password string) url.Values {
+	t.Helper()
+	return url.Values{"set": {submatch(t, setRE, p.body)}, "password": {password}}
+}
 
 func submatch(t *testing.T, re *regexp.Regexp, body string) string {
 	t.Helper()
@@ -434,10 +442,10 @@ func TestPageEnableWizard(t *testing.T) {
 	p.mustContain(t, "shown once, when you turned it on", "Show Codes", "<strong>10</strong> unused backup codes")
 
 	// Show Codes: new codes replace the old.
-	p = b.post("/settings/2fa/backup-codes", url.Values{"password": {"not my password"}})
+	p = b.post("/settings/2fa/backup-codes", showCodes(t, p, "not my password"))
 	p.want(t, 403, "/settings/2fa/backup-codes")
 	p.mustContain(t, "Account security", `role="alert"`, "The password is incorrect.")
-	p = b.post("/settings/2fa/backup-codes", url.Values{"password": {testPassword}})
+	p = b.post("/settings/2fa/backup-codes", showCodes(t, p, testPassword))
 	p.want(t, 200, "/settings/2fa/backup-codes")
 	p.mustContain(t, "Your new backup codes", "no longer work")
 	if n := len(codeRE.FindAllString(p.body, -1)); n != 10 {
@@ -455,6 +463,121 @@ func TestPageEnableWizard(t *testing.T) {
 	p = b.post("/settings/2fa/disable", url.Values{"password": {testPassword}, "understand": {"yes"}})
 	p.want(t, 200, "/settings/security?msg=disabled")
 	p.mustContain(t, "Two-factor authentication is off.", "Disabled", "Two-factor authentication turned off")
+}
+
+// backupCodeWorks reports whether code completes a sign-in of the test
+// user, through the API.
+func (e *env) backupCodeWorks(code string) bool {
+	e.t.Helper()
+	half, _ := e.login(testEmail, testPassword)
+	r := e.do(request{method: "POST", path: "/api/v1/login/second-factor", token: half,
+		body: map[string]string{"method": "backup_code", "code": code}})
+	return r.Code == http.StatusOK
+}
+
+// Show Codes sent again, by reloading the page of codes it answered (the
+// browser sends the form, password and all, once more) or by a double
+// click, makes no other set: the codes shown first, which the user may
+// have saved by then, keep working, and the page says so, with a form
+// that does make a new set.
+func TestPageShowCodesSentAgain(t *testing.T) {
+	e := newEnv(t)
+	secret, old := e.userWith2FA()
+	b := e.browser()
+	e.signIn(b, secret)
+	form := showCodes(t, b.get("/settings/security"), testPassword)
+
+	p := b.post("/settings/2fa/backup-codes", form)
+	p.want(t, 200, "/settings/2fa/backup-codes")
+	p.mustContain(t, "Your new backup codes", "Download as .txt")
+	var first []string
+	for _, m := range codeRE.FindAllStringSubmatch(p.body, -1) {
+		first = append(first, m[1])
+	}
+	if len(first) != 10 {
+		t.Fatalf("codes: got %d, want 10", len(first))
+	}
+
+	for i := range 2 {
+		p = b.post("/settings/2fa/backup-codes", form)
+		p.want(t, 409, "/settings/2fa/backup-codes")
+		p.mustContain(t, "Backup codes replaced already", `role="alert"`,
+			html.EscapeString(mfa.ErrBackupCodesReplaced.Message), "Make new codes", `href="/settings/security"`)
+		if n := len(codeRE.FindAllString(p.body, -1)); n != 0 {
+			t.Errorf("sending %d again: %d codes shown, want none", i+1, n)
+		}
+	}
+	u, err := e.store.UserByEmail(t.Context(), testEmail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.store.CountEvents(t.Context(), u.ID, []mfa.EventType{mfa.EventBackupCodesRegenerated}, time.Time{}); n != 1 || err != nil {
+		t.Errorf("%s events: got %d, %v, want 1", mfa.EventBackupCodesRegenerated, n, err)
+	}
+	if !e.backupCodeWorks(first[0]) {
+		t.Error("a code shown by the first sending no longer works")
+	}
+	if e.backupCodeWorks(old[0]) {
+		t.Error("a code of the set replaced still works")
+	}
+
+	// The form of that page, for the set now current, makes a new set.
+	again := showCodes(t, p, testPassword)
+	if again.Get("set") == form.Get("set") {
+		t.Fatalf("the form sent again and the one shown then name the same set %s", form.Get("set"))
+	}
+	p = b.post("/settings/2fa/backup-codes", again)
+	p.want(t, 200, "/settings/2fa/backup-codes")
+	second := codeRE.FindAllStringSubmatch(p.body, -1)
+	if len(second) != 10 || second[0][1] == first[0] {
+		t.Fatalf("codes of the form shown afresh: got %q, want 10 new ones", second)
+	}
+	if e.backupCodeWorks(first[1]) {
+		t.Error("a code of the first set still works after the second")
+	}
+	if !e.backupCodeWorks(second[0][1]) {
+		t.Error("a code of the second set does not work")
+	}
+
+	// A form without its set (one cached from before) makes nothing, and
+	// the page shown has the form as it is now.
+	p = b.post("/settings/2fa/backup-codes", url.Values{"password": {testPassword}})
+	p.want(t, 400, "/settings/2fa/backup-codes")
+	p.mustContain(t, "Account security", `role="alert"`, "This form is out of date.")
+	if !e.backupCodeWorks(second[1][1]) {
+		t.Error("a form without its set replaced the codes")
+	}
+	showCodes(t, p, testPassword)
+}
+
+// A user with two-factor authentication on but no unused backup code left
+// asks for a first new set like anyone else, and sending that form again
+// makes no other.
+func TestPageShowCodesWithoutCodes(t *testing.T) {
+	e := newEnv(t)
+	secret, _ := e.userWith2FA()
+	u, err := e.store.UserByEmail(t.Context(), testEmail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.ReplaceBackupCodes(t.Context(), u.ID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser()
+	e.signIn(b, secret)
+	p := b.get("/settings/security")
+	p.mustContain(t, "<strong>0</strong> unused backup codes")
+	form := showCodes(t, p, testPassword)
+	p = b.post("/settings/2fa/backup-codes", form)
+	p.want(t, 200, "/settings/2fa/backup-codes")
+	codes := codeRE.FindAllStringSubmatch(p.body, -1)
+	if len(codes) != 10 {
+		t.Fatalf("codes: got %d, want 10", len(codes))
+	}
+	b.post("/settings/2fa/backup-codes", form).want(t, 409, "/settings/2fa/backup-codes")
+	if !e.backupCodeWorks(codes[0][1]) {
+		t.Error("a code of the first sending no longer works")
+	}
 }
 
 // zbarDecodeOrSkip is zbarDecode, returning "" (after noting why) where

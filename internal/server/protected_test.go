@@ -39,7 +39,8 @@ func TestHalfSignedInReachesNothingProtected(t *testing.T) {
 		{method: "GET", path: "/settings/2fa/enable"},
 		{method: "POST", path: "/settings/2fa/enable", form: true, body: "password=" + testPassword},
 		{method: "POST", path: "/settings/2fa/confirm", form: true, body: "code=123456"},
-		{method: "POST", path: "/settings/2fa/backup-codes", form: true, body: "password=" + testPassword},
+		// A set above every code's ID: signed in, this form would replace the codes.
+		{method: "POST", path: "/settings/2fa/backup-codes", form: true, body: "password=" + testPassword + "&set=9223372036854775807"},
 		{method: "GET", path: "/settings/2fa/disable"},
 		{method: "POST", path: "/settings/2fa/disable", form: true, body: "password=" + testPassword + "&understand=yes"},
 		{method: "GET", path: "/settings/password"},

@@ -21,6 +21,7 @@ type stmts struct {
 	deletePending, insertFactor, confirmFactor      *sql.Stmt
 	deleteOtherFactors, deleteFactors, claimStep    *sql.Stmt
 	replaceSecret, deleteCodes, insertCode, useCode *sql.Stmt
+	newerCodes                                      *sql.Stmt
 	insertSession, replaceSession, deleteSession    *sql.Stmt
 	touchSession, deleteUserSessions, deleteExpired *sql.Stmt
 	throttleStateW, pruneFailures, insertFailure    *sql.Stmt
@@ -33,6 +34,10 @@ type stmts struct {
 }
 
 const (
+	// newerCodesSQL finds an unused backup code of the user ?1 with an ID
+	// above ?2: a row if there is one, none otherwise.
+	newerCodesSQL = `SELECT 1 FROM backup_codes WHERE user_id = ? AND id > ? AND used_at IS NULL LIMIT 1`
+
 	userColumns    = `id, email, password_hash, created_at`
 	factorColumns  = `id, user_id, kind, secret, last_step, created_at, confirmed_at`
 	codeColumns    = `id, user_id, hash, used_at`
@@ -97,6 +102,7 @@ func (s *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{&s.deleteCodes, w, `DELETE FROM backup_codes WHERE user_id = ?`},
 		{&s.insertCode, w, `INSERT INTO backup_codes (user_id, hash, used_at) VALUES (?, ?, ?)`},
 		{&s.useCode, w, `UPDATE backup_codes SET used_at = ? WHERE id = ? AND used_at IS NULL`},
+		{&s.newerCodes, w, newerCodesSQL},
 		{&s.insertSession, w, `INSERT INTO sessions (id, ` + sessionColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)`},
 		// One statement for the delete and insert of a session's rotation.
 		{&s.replaceSession, w, `UPDATE sessions SET id = ?, user_id = ?, level = ?, created_at = ?, last_seen_at = ?, expires_at = ?, ip = ? WHERE id = ?`},

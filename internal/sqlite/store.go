@@ -266,24 +266,53 @@ func (db *DB) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.Backup
 // records e, in one transaction. On success it sets codes[i].ID and
 // codes[i].UserID.
 func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
+	_, err := db.replaceBackupCodes(ctx, userID, -1, codes, e)
+	return err
+}
+
+// ReplaceBackupCodesIf does what ReplaceBackupCodes does if none of the
+// user's unused codes has an ID above newest, and reports whether it did.
+// The check and the replacement are one write transaction: of concurrent
+// calls, each sees the codes of those before.
+func (db *DB) ReplaceBackupCodesIf(ctx context.Context, userID, newest int64, codes []mfa.BackupCode, e *mfa.Event) (bool, error) {
+	return db.replaceBackupCodes(ctx, userID, max(newest, 0), codes, e)
+}
+
+// replaceBackupCodes replaces the user's codes if none of the unused ones
+// has an ID above newest; a negative newest replaces them whatever they are.
+func (db *DB) replaceBackupCodes(ctx context.Context, userID, newest int64, codes []mfa.BackupCode, e *mfa.Event) (bool, error) {
 	var (
-		ids  []int64
-		evID int64
+		replaced bool
+		ids      []int64
+		evID     int64
 	)
 	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		replaced = false
+		if newest >= 0 {
+			var newer int
+			err := tx.StmtContext(ctx, db.st.newerCodes).QueryRowContext(ctx, userID, newest).Scan(&newer)
+			if err == nil || !errors.Is(err, sql.ErrNoRows) {
+				return err // nil: a newer code, and nothing to write
+			}
+		}
 		var err error
 		if ids, err = db.replaceCodes(ctx, tx, userID, codes); err != nil {
 			return err
 		}
-		evID, err = db.insertEvent(ctx, tx, e)
-		return err
+		if evID, err = db.insertEvent(ctx, tx, e); err != nil {
+			return err
+		}
+		replaced = true
+		return nil
 	})
 	if err != nil {
-		return wrap("replace backup codes", err)
+		return false, wrap("replace backup codes", err)
 	}
-	setCodeIDs(codes, userID, ids)
-	setEventID(e, evID)
-	return nil
+	if replaced {
+		setCodeIDs(codes, userID, ids)
+		setEventID(e, evID)
+	}
+	return replaced, nil
 }
 
 // replaceCodes replaces the user's codes inside tx and returns the new IDs.

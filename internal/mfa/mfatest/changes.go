@@ -61,20 +61,6 @@ var changes = []change{
 		made: func(t *testing.T, s mfa.Store, u *mfa.User) bool {
 			return len(factorIDs(t, s, u.ID)) == 0 && len(codeHashes(t, s, u.ID)) == 0
 		},
-		refuse: func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) {
-			// The event of a user who does not exist cannot be stored.
-			missing := *e
-			missing.UserID = u.ID + 1000
-			if err := s.DeleteFactors(t.Context(), missing.UserID, &missing); !errors.Is(err, mfa.ErrNotFound) {
-				t.Errorf("DeleteFactors(%d) of a missing user: got %v, want ErrNotFound", missing.UserID, err)
-			}
-			if missing.ID != 0 {
-				t.Errorf("DeleteFactors of a missing user: the event's ID is set to %d", missing.ID)
-			}
-			if evs, err := s.Events(t.Context(), missing.UserID, 10); err != nil || len(evs) != 0 {
-				t.Errorf("DeleteFactors of a missing user: events: got %+v, %v, want none", evs, err)
-			}
-		},
 	},
 	{
 		name: "ReplaceBackupCodes", typ: mfa.EventBackupCodesRegenerated,
@@ -83,6 +69,43 @@ var changes = []change{
 		},
 		made: func(t *testing.T, s mfa.Store, u *mfa.User) bool {
 			return len(codeHashes(t, s, u.ID)) == 3
+		},
+		refuse: func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) {
+			// Codes reference their user, as events do.
+			missing := u.ID + 1000
+			for _, e := range []*mfa.Event{nil, e} {
+				if err := s.ReplaceBackupCodes(t.Context(), missing, newCodes("c", 3), e); !errors.Is(err, mfa.ErrNotFound) {
+					t.Errorf("ReplaceBackupCodes(%d) of a missing user, event %v: got %v, want ErrNotFound", missing, e != nil, err)
+				}
+			}
+			if hs := codeHashes(t, s, missing); len(hs) != 0 {
+				t.Errorf("ReplaceBackupCodes of a missing user: got %d codes, want none", len(hs))
+			}
+		},
+	},
+	{
+		name: "ReplaceBackupCodesIf", typ: mfa.EventBackupCodesRegenerated,
+		apply: func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) error {
+			ok, err := s.ReplaceBackupCodesIf(t.Context(), u.ID, 0, newCodes("c", 3), e)
+			if err == nil && !ok {
+				err = errors.New("not replaced")
+			}
+			return err
+		},
+		made: func(t *testing.T, s mfa.Store, u *mfa.User) bool {
+			return len(codeHashes(t, s, u.ID)) == 3
+		},
+		refuse: func(t *testing.T, s mfa.Store, u *mfa.User, e *mfa.Event) {
+			// A set stored since the newest code the call names.
+			if err := s.ReplaceBackupCodes(t.Context(), u.ID, newCodes("since", 2), nil); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := s.ReplaceBackupCodesIf(t.Context(), u.ID, 0, newCodes("c", 3), e); ok || err != nil {
+				t.Errorf("ReplaceBackupCodesIf over a set stored since: got %v, %v, want false, nil", ok, err)
+			}
+			if hs := codeHashes(t, s, u.ID); len(hs) != 2 {
+				t.Errorf("codes after the refused replacement: got %d, want the 2 stored since", len(hs))
+			}
 		},
 	},
 	{
@@ -114,6 +137,9 @@ var changes = []change{
 // testChangeEvents checks that each change stores the event it is given
 // with it: the event is listed, with its ID set, and its notice queued when
 // Notify is set; a nil event stores none; a change not made stores none.
+// And that a change and its event are one write: an event that cannot be
+// stored (its user does not exist) fails the change with mfa.ErrNotFound,
+// and the change is not made.
 func testChangeEvents(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 	for _, c := range changes {
 		t.Run(c.name, func(t *testing.T) {
@@ -170,6 +196,16 @@ func testChangeEvents(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 				}
 			}
 
+			u = createUser(t, s, "orphan@example.com")
+			orphan := &mfa.Event{UserID: u.ID + 1000, Type: c.typ, At: base, Notify: true}
+			if err := c.apply(t, s, u, orphan); !errors.Is(err, mfa.ErrNotFound) {
+				t.Errorf("%s with the event of a missing user: got %v, want ErrNotFound", c.name, err)
+			}
+			if c.made(t, s, u) {
+				t.Errorf("%s: the change is made without its event", c.name)
+			}
+			checkNoEvent(t, s, "the event of a missing user", orphan)
+
 			if got := claimIDs(t, s, base.Add(time.Minute), base.Add(time.Hour), 100); !slices.Equal(got, queued) {
 				t.Errorf("notices queued: got %v, want %v (the event with Notify only)", got, queued)
 			}
@@ -177,24 +213,94 @@ func testChangeEvents(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 	}
 }
 
-// TestChangeRollback checks, for a store whose events reference their
-// user, that a change and its event are one write: an event that cannot be
-// stored (its user does not exist) fails the change, which is then not
-// made.
-func TestChangeRollback(t *testing.T, s mfa.Store) {
-	for _, c := range changes {
-		t.Run(c.name, func(t *testing.T) {
-			u := createUser(t, s, "rollback-"+c.name+"@example.com")
-			orphan := &mfa.Event{UserID: u.ID + 1000, Type: c.typ, At: base, Notify: true}
-			if err := c.apply(t, s, u, orphan); !errors.Is(err, mfa.ErrNotFound) {
-				t.Errorf("%s with an event of a missing user: got %v, want ErrNotFound", c.name, err)
-			}
-			if c.made(t, s, u) {
-				t.Errorf("%s: the change is made without its event", c.name)
-			}
-			if orphan.ID != 0 {
-				t.Errorf("%s: the event's ID is set to %d", c.name, orphan.ID)
-			}
-		})
+// checkNoEvent checks that e was not stored: its ID is not set, and its
+// user has no event.
+func checkNoEvent(t *testing.T, s mfa.Store, what string, e *mfa.Event) {
+	t.Helper()
+	if e.ID != 0 {
+		t.Errorf("%s: the event's ID is set to %d", what, e.ID)
 	}
+	if evs, err := s.Events(t.Context(), e.UserID, 10); err != nil || len(evs) != 0 {
+		t.Errorf("%s: events of user %d: got %+v, %v, want none", what, e.UserID, evs, err)
+	}
+}
+
+// testOrphanEvents checks the other writes that store events: the event of
+// a user who does not exist is mfa.ErrNotFound, and neither it, nor its
+// notice, nor the rest of the write is stored.
+func testOrphanEvents(t *testing.T, newStore func(t *testing.T) mfa.Store) {
+	orphanOf := func(u *mfa.User, typ mfa.EventType) *mfa.Event {
+		return &mfa.Event{UserID: u.ID + 1000, Type: typ, At: base, IP: "192.0.2.9", Notify: true}
+	}
+	noNotice := func(t *testing.T, s mfa.Store) {
+		t.Helper()
+		if got := claimIDs(t, s, base.Add(time.Minute), base.Add(time.Hour), 100); len(got) != 0 {
+			t.Errorf("notices queued: got %v, want none", got)
+		}
+	}
+
+	t.Run("AddEvent", func(t *testing.T) {
+		s := newStore(t)
+		u := createUser(t, s, "u@example.com")
+		e := orphanOf(u, mfa.EventLoginFailed)
+		if err := s.AddEvent(t.Context(), e); !errors.Is(err, mfa.ErrNotFound) {
+			t.Errorf("AddEvent of a missing user: got %v, want ErrNotFound", err)
+		}
+		checkNoEvent(t, s, "AddEvent of a missing user", e)
+		noNotice(t, s)
+	})
+
+	t.Run("RecordFailure", func(t *testing.T) {
+		s := newStore(t)
+		ctx := t.Context()
+		u := createUser(t, s, "u@example.com")
+		key := mfa.ThrottleKey{Subject: "user:orphan", Method: mfa.MethodTOTP}
+		since := base.Add(-time.Hour)
+		var sent []*mfa.Event
+		events := func(mfa.ThrottleState) []mfa.Event {
+			// The user's own event, and one of a user who does not
+			// exist: neither is stored.
+			own := mfa.Event{UserID: u.ID, Type: mfa.EventSecondFactorFailed, At: base}
+			orphan := orphanOf(u, mfa.EventSecondFactorFailed)
+			sent = append(sent, &own, orphan)
+			return []mfa.Event{own, *orphan}
+		}
+		if _, ok, err := s.RecordFailure(ctx, key, base, since, always, events); ok || !errors.Is(err, mfa.ErrNotFound) {
+			t.Errorf("RecordFailure with the event of a missing user: got %v, %v, want false, ErrNotFound", ok, err)
+		}
+		for _, e := range sent {
+			checkNoEvent(t, s, "RecordFailure with the event of a missing user", e)
+		}
+		st, err := s.ThrottleState(ctx, key, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkThrottle(t, "after the refused RecordFailure", st, mfa.ThrottleState{})
+	})
+
+	t.Run("UpgradeSession", func(t *testing.T) {
+		s := newStore(t)
+		ctx := t.Context()
+		u := createUser(t, s, "u@example.com")
+		codes := newCodes("c", 1)
+		if err := s.ReplaceBackupCodes(ctx, u.ID, codes, nil); err != nil {
+			t.Fatal(err)
+		}
+		old := newSession(u.ID, 1, mfa.LevelPassword, base.Add(time.Hour))
+		createSession(t, s, old)
+		next := newSession(u.ID, 2, mfa.LevelFull, base.Add(time.Hour))
+		e := orphanOf(u, mfa.EventLoginSucceeded)
+		ok, err := s.UpgradeSession(ctx, mfa.Upgrade{Old: old.ID, Next: next, Event: e, BackupCode: codes[0].ID})
+		if ok || !errors.Is(err, mfa.ErrNotFound) {
+			t.Errorf("UpgradeSession with the event of a missing user: got %v, %v, want false, ErrNotFound", ok, err)
+		}
+		checkNoEvent(t, s, "UpgradeSession with the event of a missing user", e)
+		if sessionGone(t, s, old.ID) || !sessionGone(t, s, next.ID) {
+			t.Error("UpgradeSession with the event of a missing user replaced the session")
+		}
+		if hs := codeHashes(t, s, u.ID); len(hs) != 1 {
+			t.Errorf("UpgradeSession with the event of a missing user used the backup code: %d unused, want 1", len(hs))
+		}
+		noNotice(t, s)
+	})
 }

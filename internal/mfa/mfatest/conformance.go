@@ -27,11 +27,14 @@ import (
 //   - stores copy byte slices in and out;
 //   - UpgradeSession and the Replace methods answer false, nil
 //     for a row that does not exist (it was deleted concurrently);
-//   - DeleteFactors with an event, for a user who does not exist, is
-//     mfa.ErrNotFound and stores no event;
+//   - a write given the event of a user who does not exist (AddEvent,
+//     RecordFailure, UpgradeSession and each change that takes an event)
+//     is mfa.ErrNotFound and stores nothing: neither the event nor the rest
+//     of the write;
 //   - TouchSession of a missing session is mfa.ErrNotFound; DeleteSession,
 //     DeleteUserSessions and ResetThrottle of nothing are not errors;
-//   - ConfirmFactor and ReplaceBackupCodes set the IDs of the codes passed;
+//   - ConfirmFactor and ReplaceBackupCodes set the IDs of the codes passed,
+//     as ReplaceBackupCodesIf does when it replaces the codes;
 //     UpgradeSession and the changes given an event set its ID, and store
 //     it, its notice included, only when the change is made;
 //   - Factors, UnusedBackupCodes and FactorsAfter list in ID order;
@@ -48,6 +51,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 	t.Run("Events", func(t *testing.T) { testEvents(t, newStore(t)) })
 	t.Run("Notices", func(t *testing.T) { testNotices(t, newStore) })
 	t.Run("ChangeEvents", func(t *testing.T) { testChangeEvents(t, newStore) })
+	t.Run("OrphanEvents", func(t *testing.T) { testOrphanEvents(t, newStore) })
 }
 
 // base is the suite's clock: not on a millisecond, and not in UTC, so that a
@@ -665,6 +669,86 @@ func testBackupCodes(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		}
 		if hs := codeHashes(t, s, u.ID); len(hs) != 0 {
 			t.Errorf("codes after replacing with none: got %d, want none", len(hs))
+		}
+	})
+
+	t.Run("ReplaceIf", func(t *testing.T) {
+		s := newStore(t)
+		ctx := t.Context()
+		u := createUser(t, s, "u@example.com")
+		other := createUser(t, s, "other@example.com")
+		hashes := func(cs []mfa.BackupCode) []string {
+			var hs []string
+			for _, c := range cs {
+				hs = append(hs, string(c.Hash))
+			}
+			return hs
+		}
+		replaceIf := func(newest int64, codes []mfa.BackupCode, want bool) {
+			t.Helper()
+			before := codeHashes(t, s, u.ID)
+			ok, err := s.ReplaceBackupCodesIf(ctx, u.ID, newest, codes, nil)
+			if ok != want || err != nil {
+				t.Fatalf("ReplaceBackupCodesIf(newest %d): got %v, %v, want %v, nil", newest, ok, err, want)
+			}
+			switch got := codeHashes(t, s, u.ID); {
+			case want && !slices.Equal(got, hashes(codes)):
+				t.Errorf("codes after ReplaceBackupCodesIf(newest %d): got %q, want the new set", newest, got)
+			case !want && !slices.Equal(got, before):
+				t.Errorf("codes after a refused ReplaceBackupCodesIf(newest %d): got %q, want those before, %q", newest, got, before)
+			}
+			if set := codes[0].ID != 0; set != want {
+				t.Errorf("ReplaceBackupCodesIf(newest %d) that replaced %v: the IDs of the codes are set: %v", newest, want, set)
+			}
+		}
+
+		// No code yet: 0 names the empty set.
+		first := newCodes("first", 3)
+		replaceIf(0, first, true)
+		// Sent again with what it read before: a set was stored since.
+		replaceIf(0, newCodes("again", 3), false)
+		replaceIf(first[2].ID-1, newCodes("again", 3), false)
+		// Another user's newer codes do not count.
+		if err := s.ReplaceBackupCodes(ctx, other.ID, newCodes("other", 3), nil); err != nil {
+			t.Fatal(err)
+		}
+		second := newCodes("second", 3)
+		replaceIf(first[2].ID, second, true)
+		// Codes used since do not count either: the newest is used, and
+		// the newest unused code is now an older one.
+		if ok, err := spend(t, s, u.ID, base, mfa.Upgrade{BackupCode: second[2].ID}); !ok || err != nil {
+			t.Fatalf("using a code: got %v, %v", ok, err)
+		}
+		third := newCodes("third", 3)
+		replaceIf(second[2].ID, third, true)
+		// When every code is used, none is newer than 0.
+		for _, c := range third {
+			if ok, err := spend(t, s, u.ID, base, mfa.Upgrade{BackupCode: c.ID}); !ok || err != nil {
+				t.Fatalf("using a code: got %v, %v", ok, err)
+			}
+		}
+		replaceIf(0, newCodes("fourth", 3), true)
+
+		// Of concurrent replacements of one set, one replaces it.
+		cs, err := s.UnusedBackupCodes(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newest := cs[len(cs)-1].ID
+		// Warm up: a store with a pool of connections opens them now,
+		// so that the calls below do overlap.
+		race(t, concurrency, func(int) (bool, error) {
+			_, err := s.UnusedBackupCodes(ctx, u.ID)
+			return false, err
+		})
+		wins := race(t, concurrency, func(i int) (bool, error) {
+			return s.ReplaceBackupCodesIf(ctx, u.ID, newest, newCodes(fmt.Sprint("race", i), 3), nil)
+		})
+		if wins != 1 {
+			t.Errorf("%d concurrent ReplaceBackupCodesIf of one set: got %d replacements, want exactly 1", concurrency, wins)
+		}
+		if hs := codeHashes(t, s, u.ID); len(hs) != 3 {
+			t.Errorf("codes after the race: got %d, want 3", len(hs))
 		}
 	})
 

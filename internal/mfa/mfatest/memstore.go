@@ -165,9 +165,11 @@ func (m *MemStore) ReplacePasswordHash(ctx context.Context, userID int64, old, n
 	if !ok || u.PasswordHash != old {
 		return false, nil
 	}
+	if err := m.addEvents(e); err != nil {
+		return false, err
+	}
 	u.PasswordHash = new
 	m.users[userID] = u
-	m.addEvent(e)
 	return true, nil
 }
 
@@ -217,6 +219,9 @@ func (m *MemStore) ConfirmFactor(ctx context.Context, factorID int64, at time.Ti
 	if !ok || !f.ConfirmedAt.IsZero() {
 		return mfa.ErrNotFound
 	}
+	if err := m.addEvents(e); err != nil {
+		return err
+	}
 	f.ConfirmedAt = storedTime(at)
 	f.LastStep = step
 	for id, other := range m.factors {
@@ -226,7 +231,6 @@ func (m *MemStore) ConfirmFactor(ctx context.Context, factorID int64, at time.Ti
 	}
 	m.factors[f.ID] = f
 	m.replaceCodes(f.UserID, codes)
-	m.addEvent(e)
 	return nil
 }
 
@@ -235,13 +239,8 @@ func (m *MemStore) ConfirmFactor(ctx context.Context, factorID int64, at time.Ti
 func (m *MemStore) DeleteFactors(ctx context.Context, userID int64, e *mfa.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	// The event of a user who does not exist cannot be stored, and the
-	// change fails with it, as in the SQL stores, whose events reference
-	// their user.
-	if e != nil {
-		if _, ok := m.users[e.UserID]; !ok {
-			return mfa.ErrNotFound
-		}
+	if err := m.addEvents(e); err != nil {
+		return err
 	}
 	for id, f := range m.factors {
 		if f.UserID == userID {
@@ -253,7 +252,6 @@ func (m *MemStore) DeleteFactors(ctx context.Context, userID int64, e *mfa.Event
 			delete(m.codes, id)
 		}
 	}
-	m.addEvent(e)
 	return nil
 }
 
@@ -304,12 +302,40 @@ func (m *MemStore) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.B
 }
 
 // ReplaceBackupCodes deletes the user's codes and stores codes instead,
-// setting codes[i].ID and codes[i].UserID, and records e.
+// setting codes[i].ID and codes[i].UserID, and records e. Codes of a user
+// who does not exist are mfa.ErrNotFound, as in the SQL stores, whose codes
+// reference their user.
 func (m *MemStore) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.replaceUserCodes(userID, codes, e)
+}
+
+// ReplaceBackupCodesIf does what ReplaceBackupCodes does if none of the
+// user's unused codes has an ID above newest, and reports whether it did.
+func (m *MemStore) ReplaceBackupCodesIf(ctx context.Context, userID, newest int64, codes []mfa.BackupCode, e *mfa.Event) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.codes {
+		if c.UserID == userID && c.UsedAt.IsZero() && c.ID > newest {
+			return false, nil
+		}
+	}
+	if err := m.replaceUserCodes(userID, codes, e); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// replaceUserCodes is ReplaceBackupCodes; m.mu is held.
+func (m *MemStore) replaceUserCodes(userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
+	if _, ok := m.users[userID]; !ok && len(codes) > 0 {
+		return mfa.ErrNotFound
+	}
+	if err := m.addEvents(e); err != nil {
+		return err
+	}
 	m.replaceCodes(userID, codes)
-	m.addEvent(e)
 	return nil
 }
 
@@ -401,6 +427,9 @@ func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, err
 			return false, nil
 		}
 	}
+	if err := m.addEvents(u.Event); err != nil {
+		return false, err
+	}
 	if u.ClaimFactor != 0 {
 		f := m.factors[u.ClaimFactor]
 		f.LastStep = u.ClaimStep
@@ -416,7 +445,6 @@ func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, err
 	}
 	delete(m.sessions, string(u.Old))
 	m.sessions[string(u.Next.ID)] = copySession(*u.Next)
-	m.addEvent(u.Event)
 	return true, nil
 }
 
@@ -528,18 +556,23 @@ func (m *MemStore) RecordFailure(ctx context.Context, key mfa.ThrottleKey, at, s
 	if !admit(st) {
 		return st, false, nil
 	}
-	th.failures = slices.DeleteFunc(th.failures, func(t time.Time) bool { return t.Before(since) })
-	th.failures = append(th.failures, at)
-	th.consecutive++
-	th.lastFailure = at
-	m.throttles[key] = th
-	st = th.state(since)
+	next := &memThrottle{
+		consecutive: th.consecutive + 1,
+		lastFailure: at,
+		failures:    append(slices.DeleteFunc(slices.Clone(th.failures), func(t time.Time) bool { return t.Before(since) }), at),
+	}
+	st = next.state(since)
 	if events != nil {
+		var evs []*mfa.Event
 		for _, e := range events(st) {
 			e.Notify = false
-			m.addEvent(&e)
+			evs = append(evs, &e)
+		}
+		if err := m.addEvents(evs...); err != nil {
+			return mfa.ThrottleState{}, false, err
 		}
 	}
+	m.throttles[key] = next
 	return st, true, nil
 }
 
@@ -561,29 +594,44 @@ func (m *MemStore) ResetThrottle(ctx context.Context, key mfa.ThrottleKey, attem
 	return nil
 }
 
-// AddEvent stores e and sets e.ID.
+// AddEvent stores e and sets e.ID; the event of a user who does not
+// exist is mfa.ErrNotFound.
 func (m *MemStore) AddEvent(ctx context.Context, e *mfa.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.addEvent(e)
-	return nil
+	return m.addEvents(e)
 }
 
-// addEvent stores e, if not nil, setting e.ID, and queues its notice if
-// e.Notify; m.mu is held.
-func (m *MemStore) addEvent(e *mfa.Event) {
-	if e == nil {
-		return
+// addEvents stores each of es that is not nil, setting its ID, and queues
+// its notice if Notify is set; m.mu is held. An event whose user does not
+// exist cannot be stored, as in the SQL stores, whose events reference
+// their user: then it returns mfa.ErrNotFound and stores none of es. A
+// change calls it once its own conditions hold and before it changes
+// anything, so that a change whose event is refused is not made.
+func (m *MemStore) addEvents(es ...*mfa.Event) error {
+	for _, e := range es {
+		if e == nil {
+			continue
+		}
+		if _, ok := m.users[e.UserID]; !ok {
+			return mfa.ErrNotFound
+		}
 	}
-	v := *e
-	v.ID = m.nextID()
-	v.At = storedTime(v.At)
-	if v.Notify {
-		m.notices[v.ID] = &memNotice{due: v.At}
-		v.Notify = false // not read back
+	for _, e := range es {
+		if e == nil {
+			continue
+		}
+		v := *e
+		v.ID = m.nextID()
+		v.At = storedTime(v.At)
+		if v.Notify {
+			m.notices[v.ID] = &memNotice{due: v.At}
+			v.Notify = false // not read back
+		}
+		m.events = append(m.events, v)
+		e.ID = v.ID
 	}
-	m.events = append(m.events, v)
-	e.ID = v.ID
+	return nil
 }
 
 // Events returns the user's newest events first, at most limit.
