@@ -23,7 +23,7 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	fs.dataFlag(&cfg)
 	fs.stringVar(&from, "from", "", "sqlite:PATH: copy this database's data, with --to, instead of updating the schema")
 	fs.stringVar(&to, "to", "", "postgres://USER@HOST/DB: the empty PostgreSQL database that --from is copied into")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, 0); err != nil {
 		return err
 	}
 	if from != "" || to != "" {
@@ -117,12 +117,8 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 	var cfg Config
 	fs := newFlagSet("user "+sub, userCommands.synopsis(cmd), getenv, stderr)
 	fs.dataFlag(&cfg)
-	if err := fs.parse(args[1:]); err != nil {
+	if err := fs.parse(args[1:], 1); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	email := fs.Arg(0)
 	a, err := openApp(ctx, cfg, discardLogger())
@@ -195,7 +191,7 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 		fs.stringVar(&primary, "primary", "", "make this key, added by \"key add\", the primary key instead of a new one")
 		fs.boolVar(&keepOld, "keep-old", false, "keep the old keys, for instances that have not got the new key file yet; \"key retire\" removes them later")
 	}
-	if err := fs.parse(args[1:]); err != nil {
+	if err := fs.parse(args[1:], 0); err != nil {
 		return err
 	}
 	a, err := openApp(ctx, cfg, discardLogger())

@@ -30,6 +30,12 @@ func usageErrorf(format string, args ...any) error {
 	return &usageError{fmt.Errorf(format, args...)}
 }
 
+// usagePrinted reports whether err is a plain errUsage, whose usage the
+// command printed already: main has nothing to add to it.
+func usagePrinted(err error) bool {
+	return errors.Is(err, errUsage) && !errors.As(err, new(*usageError))
+}
+
 // exitCode is the exit status for the error run returned: 0 for none, 2
 // for a usage error, 1 for any other.
 func exitCode(err error) int {
@@ -157,8 +163,11 @@ func (fs *flagSet) dataFlag(cfg *Config) {
 
 // parse parses args and reports bad environment values; -h prints the help.
 // Flags may come after the other arguments too (user add EMAIL --data DIR);
-// everything after "--" is an argument.
-func (fs *flagSet) parse(args []string) error {
+// everything after "--" is an argument. The command takes exactly nargs
+// arguments that are not flags: any other number is a usage error, so that
+// a stray word (key rotate 3fc4a205, for --primary 3fc4a205) never runs a
+// command that was not asked for.
+func (fs *flagSet) parse(args []string, nargs int) error {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -180,15 +189,19 @@ func (fs *flagSet) parse(args []string) error {
 	if err := fs.checkDurations(); err != nil {
 		return err
 	}
+	if len(fs.args) != nargs {
+		if len(fs.args) > nargs {
+			fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.args[nargs])
+		}
+		fs.Usage()
+		return errUsage
+	}
 	// A bad environment twin is a bad flag value too.
 	if err := errors.Join(fs.errs...); err != nil {
 		return &usageError{err}
 	}
 	return nil
 }
-
-// NArg is the number of arguments that are not flags.
-func (fs *flagSet) NArg() int { return len(fs.args) }
 
 // Arg is the i-th argument that is not a flag, or "".
 func (fs *flagSet) Arg(i int) string {

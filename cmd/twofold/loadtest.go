@@ -106,12 +106,8 @@ func parseLoadtestFlags(args []string, getenv func(string) string, stderr io.Wri
 	intFlag(fs, &o.instances, "instances", 1, "server instances, sharing the --postgres database; connections go to them in turn")
 	fs.stringVar(&o.serverBinary, "server-binary", "", "twofold binary to measure (default: this one)")
 	fs.boolVar(&o.jsonOut, "json", false, "print the report as JSON")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, 0); err != nil {
 		return o, err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return o, errUsage
 	}
 	switch {
 	case o.users < 1:

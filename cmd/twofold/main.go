@@ -21,7 +21,7 @@ func main() {
 	err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if err != errUsage { // the usage is printed already
+		if !usagePrinted(err) {
 			fmt.Fprintln(os.Stderr, "twofold:", err)
 		}
 		os.Exit(exitCode(err))
@@ -84,6 +84,10 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 	case "loadtest":
 		return cmdLoadtest(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-version":
+		if len(rest) > 0 {
+			fmt.Fprintf(stderr, "twofold version: unexpected argument %q\n", rest[0])
+			return errUsage
+		}
 		fmt.Fprintln(stdout, "twofold", version)
 		return nil
 	case "help", "--help", "-help", "-h":

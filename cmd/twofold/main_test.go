@@ -360,6 +360,13 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"key", "spin"}, nil, true, "unknown command"},
 		{[]string{"key", "rotate", "--primary"}, nil, true, "flag needs an argument"},
 		{[]string{"loadtest", "extra"}, nil, true, "Usage"},
+		// A stray word is refused, not ignored: key rotate 3fc4a205 meant
+		// --primary 3fc4a205, and would otherwise retire every old key.
+		{[]string{"key", "rotate", "3fc4a205"}, nil, true, `unexpected argument "3fc4a205"`},
+		{[]string{"serve", "8080"}, nil, true, `unexpected argument "8080"`},
+		{[]string{"migrate", "now"}, nil, true, `unexpected argument "now"`},
+		{[]string{"user", "add", "a@example.com", "--", "b@example.com"}, nil, true, `unexpected argument "b@example.com"`},
+		{[]string{"version", "--short"}, nil, true, `unexpected argument "--short"`},
 		{[]string{"loadtest", "--instances", "2"}, nil, true, "needs --postgres"},
 
 		{[]string{"user", "reset-2fa", "nobody@example.com"}, nil, false, "nobody@example.com"},
@@ -399,17 +406,27 @@ func TestExitStatus(t *testing.T) {
 		args   []string
 		status int
 		stderr string
+		env    string // one more NAME=value
 	}{
-		{[]string{"version"}, 0, ""},
-		{[]string{"frobnicate"}, 2, `twofold: unknown command "frobnicate"`},
-		{[]string{"serve", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
-		{[]string{"serve", "--log-level", "loud", "--data", data}, 2, `twofold: --log-level "loud"`},
-		{[]string{"user", "reset-2fa", "nobody@example.com", "--data", data}, 1, "twofold: No account has the email address nobody@example.com."},
+		{[]string{"version"}, 0, "", ""},
+		{[]string{"frobnicate"}, 2, `twofold: unknown command "frobnicate"`, ""},
+		{[]string{"serve", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag", ""},
+		{[]string{"serve", "--log-level", "loud", "--data", data}, 2, `twofold: --log-level "loud"`, ""},
+		{[]string{"key", "rotate", "3fc4a205", "--data", data}, 2, `unexpected argument "3fc4a205"`, ""},
+		{[]string{"serve"}, 2, `twofold: TWOFOLD_ALLOW_SIGNUP`, "TWOFOLD_ALLOW_SIGNUP=maybe"},
+		{[]string{"user", "reset-2fa", "nobody@example.com", "--data", data}, 1, "twofold: No account has the email address nobody@example.com.", ""},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], tt.args...)
-			cmd.Env = append(os.Environ(), runAsTwofold+"=1")
+			// A command that wrongly got past its usage check (serve would
+			// listen) is stopped, and fails the test with its status.
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], tt.args...)
+			cmd.Env = append(os.Environ(), runAsTwofold+"=1", "TWOFOLD_DATA="+data, "TWOFOLD_ADDR=127.0.0.1:0")
+			if tt.env != "" {
+				cmd.Env = append(cmd.Env, tt.env)
+			}
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()

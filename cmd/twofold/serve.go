@@ -34,7 +34,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs.stringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.stringVar(&cfg.SMTPURL, "smtp-url", "", "smtp://USER:PASSWORD@HOST:587 (STARTTLS) or smtps://...:465: the mail server through which users are told of changes to their account's security")
 	fs.stringVar(&cfg.MailFrom, "mail-from", "", `From address of those emails, such as "Example <no-reply@example.com>"`)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, 0); err != nil {
 		return err
 	}
 	mailer, err := newMailer(cfg)
