@@ -44,13 +44,15 @@ type Upgrade struct {
 // notice, in the change's own write, so that no change is ever made
 // without its record. An event names an existing user: a write given the
 // event of a user who does not exist is ErrNotFound and stores nothing,
-// neither the event nor the rest of the write. A missing row is
-// ErrNotFound, except where a method reports success as a bool: then a
-// missing row is false and a nil error, and deleting nothing is not an
-// error. A taken unique value is ErrConflict. IDs are never reused, so a
-// stale ID can never name a newer row. Returned times are UTC, kept to the
-// millisecond. Rules do not live here: a Store only stores, and offers the
-// atomic compare-and-set steps the rules need.
+// neither the event nor the rest of the write. So is a write, with an
+// event or without, of a factor, backup codes or a session of a user who
+// does not exist (UpgradeSession's u.Next included). Otherwise a missing
+// row is ErrNotFound, except where a method reports success as a bool:
+// then a missing row is false and a nil error, and deleting nothing is not
+// an error. A taken unique value is ErrConflict. IDs are never reused, so
+// a stale ID can never name a newer row. Returned times are UTC, kept to
+// the millisecond. Rules do not live here: a Store only stores, and offers
+// the atomic compare-and-set steps the rules need.
 type Store interface {
 	CreateUser(ctx context.Context, u *User) error // sets u.ID
 	UserByID(ctx context.Context, id int64) (*User, error)

@@ -304,3 +304,89 @@ func testOrphanEvents(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 		noNotice(t, s)
 	})
 }
+
+// testMissingUser checks the writes that store a row of a user without an
+// event to refuse it: a factor, a session, the session an upgrade starts.
+// For a user who does not exist each is mfa.ErrNotFound, as the SQL
+// stores' foreign keys make it, and stores nothing.
+func testMissingUser(t *testing.T, newStore func(t *testing.T) mfa.Store) {
+	t.Run("SavePendingFactor", func(t *testing.T) {
+		s := newStore(t)
+		u := createUser(t, s, "u@example.com")
+		missing := u.ID + 1000
+		f := &mfa.Factor{UserID: missing, Kind: mfa.FactorTOTP, Secret: []byte("secret"), CreatedAt: base}
+		if err := s.SavePendingFactor(t.Context(), f); !errors.Is(err, mfa.ErrNotFound) {
+			t.Errorf("SavePendingFactor of a missing user: got %v, want ErrNotFound", err)
+		}
+		if f.ID != 0 {
+			t.Errorf("SavePendingFactor of a missing user: the ID is set to %d", f.ID)
+		}
+		if fs, err := s.FactorsAfter(t.Context(), 0, 100); err != nil || len(fs) != 0 {
+			t.Errorf("factors after SavePendingFactor of a missing user: got %+v, %v, want none", fs, err)
+		}
+	})
+
+	t.Run("CreateSession", func(t *testing.T) {
+		s := newStore(t)
+		u := createUser(t, s, "u@example.com")
+		sess := newSession(u.ID+1000, 1, mfa.LevelPassword, base.Add(time.Hour))
+		if err := s.CreateSession(t.Context(), sess); !errors.Is(err, mfa.ErrNotFound) {
+			t.Errorf("CreateSession of a missing user: got %v, want ErrNotFound", err)
+		}
+		if !sessionGone(t, s, sess.ID) {
+			t.Error("CreateSession of a missing user stored the session")
+		}
+	})
+
+	t.Run("UpgradeSession", func(t *testing.T) {
+		// A new session of a user who does not exist, without an event:
+		// started, as by a password step, or replacing a session and
+		// spending proofs of an existing user. Every other condition
+		// holds, so that only the missing user refuses the upgrade.
+		s := newStore(t)
+		ctx := t.Context()
+		u := createUser(t, s, "u@example.com")
+		missing := u.ID + 1000
+		f := confirmed(t, s, u.ID, "s", 100)
+		codes := newCodes("c", 1)
+		if err := s.ReplaceBackupCodes(ctx, u.ID, codes, nil); err != nil {
+			t.Fatal(err)
+		}
+		key := mfa.ThrottleKey{Subject: "user:u", Method: mfa.MethodTOTP}
+		since := base.Add(-time.Hour)
+		if _, _, err := s.RecordFailure(ctx, key, base, since, always, nil); err != nil {
+			t.Fatal(err)
+		}
+		old := newSession(u.ID, 1, mfa.LevelPassword, base.Add(time.Hour))
+		createSession(t, s, old)
+		for i, up := range []mfa.Upgrade{
+			{Next: newSession(missing, 2, mfa.LevelPassword, base.Add(time.Hour))},
+			{Next: newSession(missing, 3, mfa.LevelPassword, base.Add(time.Hour)), Throttle: key, Since: since, Admit: always},
+			{Old: old.ID, Next: newSession(missing, 4, mfa.LevelFull, base.Add(time.Hour)),
+				ClaimFactor: f.ID, ClaimStep: 101, BackupCode: codes[0].ID, Throttle: key, Since: since, Admit: always},
+		} {
+			ok, err := s.UpgradeSession(ctx, up)
+			if ok || !errors.Is(err, mfa.ErrNotFound) {
+				t.Errorf("upgrade %d to a session of a missing user: got %v, %v, want false, ErrNotFound", i, ok, err)
+			}
+			if !sessionGone(t, s, up.Next.ID) {
+				t.Errorf("upgrade %d to a session of a missing user stored the session", i)
+			}
+		}
+		if sessionGone(t, s, old.ID) {
+			t.Error("an upgrade to a session of a missing user removed the session it was to replace")
+		}
+		if got := factorByID(t, s, u.ID, f.ID).LastStep; got != 100 {
+			t.Errorf("an upgrade to a session of a missing user claimed step %d", got)
+		}
+		if hs := codeHashes(t, s, u.ID); len(hs) != 1 {
+			t.Errorf("an upgrade to a session of a missing user used the backup code: %d unused, want 1", len(hs))
+		}
+		st, err := s.ThrottleState(ctx, key, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkThrottle(t, "throttle after the refused upgrades", st,
+			mfa.ThrottleState{Consecutive: 1, LastFailure: base, WindowCount: 1, WindowOldest: base})
+	})
+}

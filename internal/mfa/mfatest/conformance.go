@@ -31,6 +31,9 @@ import (
 //     RecordFailure, UpgradeSession and each change that takes an event)
 //     is mfa.ErrNotFound and stores nothing: neither the event nor the rest
 //     of the write;
+//   - so is a write, event or none, of a row that names a user who does
+//     not exist: SavePendingFactor, CreateSession, the session an
+//     UpgradeSession starts, ReplaceBackupCodes' codes;
 //   - TouchSession of a missing session is mfa.ErrNotFound; DeleteSession,
 //     DeleteUserSessions and ResetThrottle of nothing are not errors;
 //   - ConfirmFactor and ReplaceBackupCodes set the IDs of the codes passed,
@@ -52,6 +55,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) mfa.Store) {
 	t.Run("Notices", func(t *testing.T) { testNotices(t, newStore) })
 	t.Run("ChangeEvents", func(t *testing.T) { testChangeEvents(t, newStore) })
 	t.Run("OrphanEvents", func(t *testing.T) { testOrphanEvents(t, newStore) })
+	t.Run("MissingUser", func(t *testing.T) { testMissingUser(t, newStore) })
 }
 
 // base is the suite's clock: not on a millisecond, and not in UTC, so that a

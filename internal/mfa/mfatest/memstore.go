@@ -193,10 +193,15 @@ func (m *MemStore) factorsOf(userID int64) []mfa.Factor {
 }
 
 // SavePendingFactor stores f, setting f.ID, and removes any other pending
-// factor of the same user.
+// factor of the same user. The factor of a user who does not exist is
+// mfa.ErrNotFound, as in the SQL stores, whose factors reference their
+// user.
 func (m *MemStore) SavePendingFactor(ctx context.Context, f *mfa.Factor) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, ok := m.users[f.UserID]; !ok {
+		return mfa.ErrNotFound
+	}
 	for id, old := range m.factors {
 		if old.UserID == f.UserID && old.ConfirmedAt.IsZero() {
 			delete(m.factors, id)
@@ -352,12 +357,17 @@ func (m *MemStore) replaceCodes(userID int64, codes []mfa.BackupCode) {
 	}
 }
 
-// CreateSession stores s; a taken ID is mfa.ErrConflict.
+// CreateSession stores s; a taken ID is mfa.ErrConflict, and the session
+// of a user who does not exist mfa.ErrNotFound, as in the SQL stores,
+// whose sessions reference their user.
 func (m *MemStore) CreateSession(ctx context.Context, s *mfa.Session) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.sessions[string(s.ID)]; ok {
 		return mfa.ErrConflict
+	}
+	if _, ok := m.users[s.UserID]; !ok {
+		return mfa.ErrNotFound
 	}
 	m.sessions[string(s.ID)] = copySession(*s)
 	return nil
@@ -393,7 +403,9 @@ func (m *MemStore) SessionView(ctx context.Context, id []byte) (*mfa.SessionView
 
 // UpgradeSession admits the attempt, spends the proof, replaces session
 // u.Old by u.Next and records u.Event (setting its ID), at once; false,
-// changing nothing, when a condition of u fails.
+// changing nothing, when a condition of u fails. When they all hold, a
+// u.Next of a user who does not exist is mfa.ErrNotFound, and changes
+// nothing either, as in the SQL stores.
 func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -426,6 +438,9 @@ func (m *MemStore) UpgradeSession(ctx context.Context, u mfa.Upgrade) (bool, err
 		if c, ok := m.codes[u.BackupCode]; !ok || !c.UsedAt.IsZero() {
 			return false, nil
 		}
+	}
+	if _, ok := m.users[u.Next.UserID]; !ok {
+		return false, mfa.ErrNotFound
 	}
 	if err := m.addEvents(u.Event); err != nil {
 		return false, err
