@@ -637,7 +637,7 @@ func enrollUser(ctx context.Context, svc *mfa.Service, email string) (ltUser, er
 	// between making and checking the code makes it too old: try again.
 	for try := 0; ; try++ {
 		_, _, err = svc.ConfirmTOTP(ctx, u, lu.code(time.Now().Add(-otp.DefaultPeriod)), ltClient)
-		if err == nil || !errors.Is(err, mfa.ErrInvalidCode) || try == 2 {
+		if err == nil || !errors.Is(err, mfa.ErrInvalidSetupCode) || try == 2 {
 			break
 		}
 	}

@@ -3,6 +3,8 @@ package mfa
 import (
 	"context"
 	"crypto/hmac"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -30,9 +32,13 @@ type Status struct {
 	PendingSetup         bool // a QR code was shown and waits for its code
 
 	// BackupCodeSet names the current set of backup codes, for a form
-	// that replaces it to carry: see RegenerateBackupCodesOnce. It is the
-	// ID of the newest unused code, 0 when there is none.
-	BackupCodeSet int64
+	// that replaces it to carry: see RegenerateBackupCodesOnce. It is
+	// opaque: the ID of the newest unused code (0 when there is none) and
+	// the user's ID, sealed, so that it tells nothing of how many codes the
+	// server has made, and can be neither altered nor used by another
+	// account. Each Status seals it afresh. Empty while two-factor
+	// authentication is off.
+	BackupCodeSet string
 }
 
 // totpAD binds a sealed TOTP secret to its user.
@@ -80,8 +86,12 @@ func (s *Service) Status(ctx context.Context, userID int64) (Status, error) {
 			return st, fmt.Errorf("mfa: status: %w", err)
 		}
 		st.BackupCodesRemaining = len(codes)
+		newest := int64(0)
 		if len(codes) > 0 {
-			st.BackupCodeSet = codes[len(codes)-1].ID // in ID order
+			newest = codes[len(codes)-1].ID // in ID order
+		}
+		if st.BackupCodeSet, err = s.sealCodeSet(userID, newest); err != nil {
+			return st, fmt.Errorf("mfa: status: %w", err)
 		}
 	}
 	return st, nil
@@ -260,12 +270,56 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, u *User, password s
 // as RegenerateBackupCodes does. A form sent twice (a reloaded page, a
 // double click) replaces that set once: when the set was replaced since,
 // by the form's first sending or otherwise, no new set is made, and the
-// answer is ErrBackupCodesReplaced. The password is checked first, in
-// either case.
-func (s *Service) RegenerateBackupCodesOnce(ctx context.Context, u *User, password string, set int64, c Client) ([]string, error) {
+// answer is ErrBackupCodesReplaced; codes of the set used since change
+// nothing. The password is checked first, in either case. A set that
+// does not open as one of the user's (missing, altered, or sealed for
+// another account) is ErrBackupCodesFormStale, before the password is
+// checked.
+func (s *Service) RegenerateBackupCodesOnce(ctx context.Context, u *User, password, set string, c Client) ([]string, error) {
+	newest, ok := s.openCodeSet(u.ID, set)
+	if !ok {
+		return nil, ErrBackupCodesFormStale
+	}
 	return s.regenerateBackupCodes(ctx, u, password, c, func(stored []BackupCode, e *Event) (bool, error) {
-		return s.store.ReplaceBackupCodesIf(ctx, u.ID, set, stored, e)
+		return s.store.ReplaceBackupCodesIf(ctx, u.ID, newest, stored, e)
 	})
+}
+
+// A sealed code set is a random nonce, then the newest ID as 8 bytes
+// sealed by codeSets (AES-256-GCM under a key of its own, derived from the
+// code key) with the user's ID as additional data, in unpadded base64url.
+// The form carries the ID without showing it, and the tag makes an altered
+// set, or one sealed for another user, fail to open.
+const codeSetNonce = 12
+
+func codeSetAD(userID int64) []byte {
+	return []byte("backup-code-set:user:" + strconv.FormatInt(userID, 10))
+}
+
+// sealCodeSet seals newest, the ID of the user's newest unused backup code
+// (0 for none), for a form to carry.
+func (s *Service) sealCodeSet(userID, newest int64) (string, error) {
+	buf := make([]byte, codeSetNonce, codeSetNonce+8+s.codeSets.Overhead())
+	if _, err := io.ReadFull(s.rand, buf); err != nil {
+		return "", fmt.Errorf("seal backup code set: %w", err)
+	}
+	buf = s.codeSets.Seal(buf, buf, binary.BigEndian.AppendUint64(nil, uint64(newest)), codeSetAD(userID))
+	return base64.RawURLEncoding.EncodeToString(buf), nil
+}
+
+// openCodeSet returns the newest ID that set, sealed by sealCodeSet for
+// the user, holds. It reports false for anything else.
+func (s *Service) openCodeSet(userID int64, set string) (int64, bool) {
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(set)
+	if err != nil || len(raw) != codeSetNonce+8+s.codeSets.Overhead() {
+		return 0, false
+	}
+	plain, err := s.codeSets.Open(nil, raw[:codeSetNonce], raw[codeSetNonce:], codeSetAD(userID))
+	if err != nil {
+		return 0, false
+	}
+	newest := int64(binary.BigEndian.Uint64(plain))
+	return newest, newest >= 0
 }
 
 // regenerateBackupCodes checks the password and makes a new set of backup

@@ -73,14 +73,20 @@ var (
 	// names a set replaced since: a form sent again, whose first sending
 	// made the set that is now current.
 	ErrBackupCodesReplaced = &Error{Kind: KindConflict, Code: "backup_codes_replaced",
-		Message: "These codes were replaced already, by the set shown when this form was first sent. If you did not keep that set, make a new one."}
+		Message: "Your backup codes were replaced after this form was shown: it was sent twice, or new codes were made elsewhere meanwhile. Only the newest set works. If you do not have it, make a new one."}
+
+	// ErrBackupCodesFormStale answers a request for new backup codes whose
+	// form names no set of the user's: a form from before forms named their
+	// set, one altered, or one shown to another account.
+	ErrBackupCodesFormStale = &Error{Kind: KindInvalid, Code: "form_out_of_date",
+		Message: "This form is out of date. To make new backup codes, confirm your password again."}
 
 	// ErrInvalidSetupCode answers a wrong code at the confirmation of a new
 	// authenticator app. The user is signed in, and stays so: it is a value
 	// not accepted, not a failure to authenticate, which would tell an API
-	// client that the session is gone. It has the code of ErrInvalidCode,
-	// and is one for errors.Is.
-	ErrInvalidSetupCode = &Error{Kind: KindInvalid, Code: "invalid_code", Err: ErrInvalidCode,
+	// client that the session is gone. API clients see the code of
+	// ErrInvalidCode.
+	ErrInvalidSetupCode = &Error{Kind: KindInvalid, Code: "invalid_code",
 		Message: "That code does not match the new key. Check that your app holds the key just shown and that your phone sets its time automatically, then enter the code your app shows now."}
 )
 

@@ -2,6 +2,8 @@ package mfa
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -55,7 +57,9 @@ type Config struct {
 	Policy    PasswordPolicy
 	Cipher    Cipher
 	// CodeKey keys the hashes of backup codes and of email addresses in
-	// throttle keys. At least 32 random bytes, kept outside the database.
+	// throttle keys, and (through a key derived from it) seals the set of
+	// backup codes a Show Codes form names. At least 32 random bytes, kept
+	// outside the database.
 	CodeKey []byte
 	Issuer  string // shown in authenticator apps; default "twofold"
 	// Notifier tells users of changes to the security of their accounts.
@@ -81,8 +85,11 @@ type Service struct {
 	policy    PasswordPolicy
 	cipher    Cipher
 	codeKey   []byte
-	issuer    string
-	notifier  Notifier
+	// codeSets seals the set of backup codes a form names (Status.
+	// BackupCodeSet), under a key derived from codeKey for that use only.
+	codeSets cipher.AEAD
+	issuer   string
+	notifier Notifier
 	// noticeQueued wakes DeliverNotices when this instance queues a notice.
 	noticeQueued chan struct{}
 	now          func() time.Time
@@ -111,6 +118,13 @@ func NewService(cfg Config) (*Service, error) {
 		now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
 		idle: cfg.SessionIdle, absolute: cfg.SessionAbsolute,
 		pendingLogin: cfg.PendingLogin, pendingSetup: cfg.PendingSetup,
+	}
+	block, err := aes.NewCipher(s.keyedHash("backup-code-set-key")) // 32 bytes: AES-256
+	if err != nil {
+		return nil, fmt.Errorf("mfa: new service: %w", err)
+	}
+	if s.codeSets, err = cipher.NewGCM(block); err != nil {
+		return nil, fmt.Errorf("mfa: new service: %w", err)
 	}
 	if s.issuer == "" {
 		s.issuer = "twofold"

@@ -615,7 +615,7 @@ func TestRegenerateBackupCodesOnce(t *testing.T) {
 	ctx := t.Context()
 	u := f.user(t, "ann@example.com")
 	_, old := f.enable(t, u)
-	set := func() int64 {
+	set := func() string {
 		t.Helper()
 		st, err := f.svc.Status(ctx, u.ID)
 		if err != nil {
@@ -638,8 +638,8 @@ func TestRegenerateBackupCodesOnce(t *testing.T) {
 	}
 
 	shown := set()
-	if shown == 0 {
-		t.Fatal("Status.BackupCodeSet of a user with codes: got 0")
+	if shown == "" {
+		t.Fatal(`Status.BackupCodeSet of a user with codes: got ""`)
 	}
 	first, err := f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, shown, client)
 	if err != nil || len(first) != mfa.BackupCodeCount {
@@ -678,18 +678,19 @@ func TestRegenerateBackupCodesOnce(t *testing.T) {
 		t.Error("the form shown before a code was used did not replace the set")
 	}
 
-	// No unused code left: the set is named 0, and replaced.
+	// No unused code left: the set is named all the same, and replaced.
 	if err := f.store.ReplaceBackupCodes(ctx, u.ID, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := set(); got != 0 {
-		t.Fatalf("Status.BackupCodeSet without codes: got %d, want 0", got)
+	shown = set()
+	if shown == "" {
+		t.Fatal(`Status.BackupCodeSet without codes: got ""`)
 	}
-	third, err := f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, 0, client)
+	third, err := f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, shown, client)
 	if err != nil || !works(third[0]) {
 		t.Fatalf("without codes: got %d codes, %v", len(third), err)
 	}
-	_, err = f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, 0, client)
+	_, err = f.svc.RegenerateBackupCodesOnce(ctx, u, testPassword, shown, client)
 	wantErr(t, err, mfa.ErrBackupCodesReplaced)
 
 	// Sent several times at once: one set.
@@ -710,6 +711,105 @@ func TestRegenerateBackupCodesOnce(t *testing.T) {
 	wg.Wait()
 	if made.Load() != 1 || regenerated() != before+1 {
 		t.Errorf("one form sent 5 times at once: %d sets made, %d events, want 1", made.Load(), regenerated()-before)
+	}
+}
+
+// The set a Show Codes form carries is sealed, afresh each time it is
+// shown, and bound to its user: a set of another account, an altered one,
+// one sealed under another code key, or a bare code ID (what a form
+// carried before) is refused as out of date, before the password is
+// checked, and replaces nothing.
+func TestRegenerateBackupCodesOnceForeignSet(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	ann, bob := f.user(t, "ann@example.com"), f.user(t, "bob@example.com")
+	_, annCodes := f.enable(t, ann)
+	_, bobCodes := f.enable(t, bob)
+	status := func(u *mfa.User) mfa.Status {
+		t.Helper()
+		st, err := f.svc.Status(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	annSet, bobSet := status(ann).BackupCodeSet, status(bob).BackupCodeSet
+	if again := status(ann).BackupCodeSet; again == annSet {
+		t.Errorf("two Status of one set: got the same BackupCodeSet %q twice, want each sealed afresh", annSet)
+	}
+	codes, err := f.store.UnusedBackupCodes(ctx, ann.ID)
+	if err != nil || len(codes) == 0 {
+		t.Fatalf("UnusedBackupCodes: got %d, %v", len(codes), err)
+	}
+	newest := codes[len(codes)-1].ID
+
+	// Another instance of the server, with the same store and the same
+	// code key, opens the set: every instance shares the key file.
+	other, err := mfa.NewService(mfa.Config{Store: f.store, Passwords: f.hasher, Cipher: f.keys,
+		CodeKey: bytes.Repeat([]byte{7}, 32), Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSet := func(key byte) string {
+		t.Helper()
+		svc, err := mfa.NewService(mfa.Config{Store: f.store, Passwords: f.hasher, Cipher: f.keys,
+			CodeKey: bytes.Repeat([]byte{key}, 32), Now: f.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := svc.Status(ctx, ann.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.BackupCodeSet
+	}
+	altered := []byte(annSet)
+	i := len(altered) / 2 // another base64url letter, in the sealed ID or the tag
+	if altered[i] == 'A' {
+		altered[i] = 'B'
+	} else {
+		altered[i] = 'A'
+	}
+	for _, tt := range []struct{ name, set string }{
+		{"another user's", bobSet},
+		{"altered", string(altered)},
+		{"cut short", annSet[:len(annSet)-2]},
+		{"sealed under another code key", otherSet(8)},
+		{"the newest ID", strconv.FormatInt(newest, 10)},
+		{"an ID above every code's", "9223372036854775807"},
+		{"empty", ""},
+		{"not base64url", annSet[:len(annSet)-1] + "="},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			verifies := f.hasher.verifies.Load()
+			got, err := f.svc.RegenerateBackupCodesOnce(ctx, ann, testPassword, tt.set, client)
+			if !errors.Is(err, mfa.ErrBackupCodesFormStale) || got != nil {
+				t.Fatalf("got %d codes, %v, want none, ErrBackupCodesFormStale", len(got), err)
+			}
+			if n := f.hasher.verifies.Load() - verifies; n != 0 {
+				t.Errorf("the password was checked (%d verifies) for a set refused", n)
+			}
+		})
+	}
+	for _, u := range []*mfa.User{ann, bob} {
+		n, err := f.store.CountEvents(ctx, u.ID, []mfa.EventType{mfa.EventBackupCodesRegenerated}, time.Time{})
+		if n != 0 || err != nil {
+			t.Errorf("%s: %s events: got %d, %v, want 0", u.Email, mfa.EventBackupCodesRegenerated, n, err)
+		}
+	}
+	for u, code := range map[*mfa.User]string{ann: annCodes[0], bob: bobCodes[0]} {
+		if _, err := f.svc.VerifySecondFactor(ctx, f.login(t, u.Email).Token, mfa.MethodBackupCode, code, client); err != nil {
+			t.Errorf("%s: a code after the refused sets: %v", u.Email, err)
+		}
+	}
+
+	// The sets refused are not so by mistake: each user's own, opened by
+	// this instance or another, replaces the codes.
+	if _, err := other.RegenerateBackupCodesOnce(ctx, ann, testPassword, annSet, client); err != nil {
+		t.Errorf("ann's own set, at another instance: %v", err)
+	}
+	if _, err := f.svc.RegenerateBackupCodesOnce(ctx, bob, testPassword, bobSet, client); err != nil {
+		t.Errorf("bob's own set: %v", err)
 	}
 }
 
@@ -1030,9 +1130,9 @@ func TestEnrollment(t *testing.T) {
 		t.Fatal("TOTP secret stored in clear")
 	}
 	// A wrong code from the signed-in user is a value not accepted, not a
-	// failure to authenticate; it is an ErrInvalidCode still.
-	if _, _, err := f.svc.ConfirmTOTP(ctx, u, mfatest.WrongCode(t, secret, f.clock.Now()), client); !errors.Is(err, mfa.ErrInvalidCode) || mfa.ErrorKind(err) != mfa.KindInvalid {
-		t.Fatalf("confirm with a wrong code: got %v, want ErrInvalidCode of KindInvalid", err)
+	// failure to authenticate.
+	if _, _, err := f.svc.ConfirmTOTP(ctx, u, mfatest.WrongCode(t, secret, f.clock.Now()), client); !errors.Is(err, mfa.ErrInvalidSetupCode) || mfa.ErrorKind(err) != mfa.KindInvalid {
+		t.Fatalf("confirm with a wrong code: got %v, want ErrInvalidSetupCode, of KindInvalid", err)
 	}
 	if _, _, err := f.svc.ConfirmTOTP(ctx, u, f.code(t, secret, 0), client); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +54,18 @@ type securityPage struct {
 	Events []eventView
 }
 
+func (p *securityPage) CodesForm() codesForm {
+	return codesForm{Set: p.Status.BackupCodeSet, Described: p.Error != ""}
+}
+
+// codesForm is the Show Codes form: on the security page, and again on the
+// page that answers it sent twice.
+type codesForm struct {
+	Set       string // Status.BackupCodeSet when the form is shown
+	Described bool   // the page's error is about the password field
+	Again     bool   // the form shown again: its field has the focus
+}
+
 type eventView struct {
 	At      time.Time
 	IP      string
@@ -88,7 +99,11 @@ type codesPage struct {
 // replaced already. It shows the form afresh, for the set now current.
 type codesReplacedPage struct {
 	layout
-	Set int64
+	Set string // Status.BackupCodeSet
+}
+
+func (p *codesReplacedPage) CodesForm() codesForm {
+	return codesForm{Set: p.Set, Described: p.Error != "", Again: true}
 }
 
 type disablePage struct {
@@ -513,9 +528,6 @@ func pageConfirm(k *kit, svc *mfa.Service) http.Handler {
 	})
 }
 
-var errCodesFormStale = mfa.Errorf(mfa.KindInvalid, "form_out_of_date",
-	"This form is out of date. To make new backup codes, confirm your password again.")
-
 // pageRegenerateCodes makes a new set of backup codes ("Show Codes"). The
 // form carries the set it was shown with, so that sending it again (by
 // reloading the page of codes it answered, or by a double click) does not
@@ -526,13 +538,10 @@ func pageRegenerateCodes(k *kit, svc *mfa.Service) http.Handler {
 			k.fail(w, r, err)
 			return
 		}
-		set, err := strconv.ParseInt(r.PostFormValue("set"), 10, 64)
-		if err != nil || set < 0 { // a form from before the set was part of it
-			status, msg := k.formProblem(w, r, errCodesFormStale)
-			renderSecurity(k, svc, w, r, status, u, "", msg)
-			return
-		}
-		codes, err := svc.RegenerateBackupCodesOnce(r.Context(), u, r.PostFormValue("password"), set, k.client(r))
+		// A form without a set of the user's (one from before the set was
+		// part of it) is mfa.ErrBackupCodesFormStale: the page is shown
+		// again, with the form as it is now.
+		codes, err := svc.RegenerateBackupCodesOnce(r.Context(), u, r.PostFormValue("password"), r.PostFormValue("set"), k.client(r))
 		if errors.Is(err, mfa.ErrBackupCodesReplaced) {
 			renderCodesReplaced(k, svc, w, r, u)
 			return

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,7 +118,7 @@ var (
 	qrRE   = regexp.MustCompile(`<img src="data:image/png;base64,([^"]+)"`)
 	keyRE  = regexp.MustCompile(`<code class="secret-key">([A-Z2-7 ]+)</code>`)
 	codeRE = regexp.MustCompile(`<li><code>([0-9a-z-]+)</code></li>`)
-	setRE  = regexp.MustCompile(`<input type="hidden" name="set" value="([0-9]+)">`)
+	setRE  = regexp.MustCompile(`<input type="hidden" name="set" value="([A-Za-z0-9_-]+)">`)
 )
 
 // showCodes is the Show Codes form of page p filled in with the password,
@@ -522,11 +523,7 @@ func TestPageShowCodesSentAgain(t *testing.T) {
 	}
 
 	// The form of that page, for the set now current, makes a new set.
-	again := showCodes(t, p, testPassword)
-	if again.Get("set") == form.Get("set") {
-		t.Fatalf("the form sent again and the one shown then name the same set %s", form.Get("set"))
-	}
-	p = b.post("/settings/2fa/backup-codes", again)
+	p = b.post("/settings/2fa/backup-codes", showCodes(t, p, testPassword))
 	p.want(t, 200, "/settings/2fa/backup-codes")
 	second := codeRE.FindAllStringSubmatch(p.body, -1)
 	if len(second) != 10 || second[0][1] == first[0] {
@@ -578,6 +575,76 @@ func TestPageShowCodesWithoutCodes(t *testing.T) {
 	if !e.backupCodeWorks(codes[0][1]) {
 		t.Error("a code of the first sending no longer works")
 	}
+}
+
+// The set a Show Codes form carries is sealed to its account: another
+// account's, an altered one, or a bare code ID (what the form carried
+// before) makes nothing, and the page shows the form as it is now.
+func TestPageShowCodesForeignSet(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	secret, codes := e.userWith2FA()
+	const bobEmail = "bob@example.com"
+	e.createUser(bobEmail, testPassword)
+	bobToken, _ := e.login(bobEmail, testPassword)
+	e.enable(bobToken)
+	ann, err := e.store.UserByEmail(ctx, testEmail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := e.store.UserByEmail(ctx, bobEmail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobStatus, err := e.svc.Status(ctx, bob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	annCodes, err := e.store.UnusedBackupCodes(ctx, ann.ID)
+	if err != nil || len(annCodes) == 0 {
+		t.Fatalf("UnusedBackupCodes: got %d, %v", len(annCodes), err)
+	}
+
+	b := e.browser()
+	e.signIn(b, secret)
+	own := showCodes(t, b.get("/settings/security"), testPassword)
+	altered := []byte(own.Get("set"))
+	if altered[0] == 'A' { // another base64url letter, in the nonce
+		altered[0] = 'B'
+	} else {
+		altered[0] = 'A'
+	}
+	for _, tt := range []struct{ name, set string }{
+		{"another account's", bobStatus.BackupCodeSet},
+		{"altered", string(altered)},
+		{"the newest code's ID", strconv.FormatInt(annCodes[len(annCodes)-1].ID, 10)},
+		{"an ID above every code's", "9223372036854775807"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := b.post("/settings/2fa/backup-codes", url.Values{"password": {testPassword}, "set": {tt.set}})
+			p.want(t, 400, "/settings/2fa/backup-codes")
+			p.mustContain(t, "Account security", `role="alert"`, "This form is out of date.")
+			if n := len(codeRE.FindAllString(p.body, -1)); n != 0 {
+				t.Errorf("%d codes shown, want none", n)
+			}
+			showCodes(t, p, testPassword)
+		})
+	}
+	for _, u := range []*mfa.User{ann, bob} {
+		if n, err := e.store.CountEvents(ctx, u.ID, []mfa.EventType{mfa.EventBackupCodesRegenerated}, time.Time{}); n != 0 || err != nil {
+			t.Errorf("%s: %s events: got %d, %v, want 0", u.Email, mfa.EventBackupCodesRegenerated, n, err)
+		}
+		if left, err := e.store.UnusedBackupCodes(ctx, u.ID); len(left) != 10 || err != nil {
+			t.Errorf("%s: unused codes: got %d, %v, want the 10 of before", u.Email, len(left), err)
+		}
+	}
+	if !e.backupCodeWorks(codes[0]) {
+		t.Error("a code of the set no longer works")
+	}
+	// The user's own form does replace the codes.
+	p := b.post("/settings/2fa/backup-codes", own)
+	p.want(t, 200, "/settings/2fa/backup-codes")
+	p.mustContain(t, "Your new backup codes")
 }
 
 // zbarDecodeOrSkip is zbarDecode, returning "" (after noting why) where

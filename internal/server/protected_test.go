@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -18,6 +20,18 @@ func TestHalfSignedInReachesNothingProtected(t *testing.T) {
 		t.Fatalf("login status: got %q, want second_factor_required", status)
 	}
 	const newPassword = "a brand new passphrase"
+	// The Show Codes form as the security page shows it to the user signed
+	// in: sent with that session, it would replace the codes (checked at
+	// the end).
+	u, err := e.store.UserByEmail(t.Context(), testEmail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.svc.Status(t.Context(), u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	showCodes := url.Values{"password": {testPassword}, "set": {st.BackupCodeSet}}.Encode()
 	api := []request{
 		{method: "GET", path: "/api/v1/me"},
 		{method: "GET", path: "/api/v1/me/events"},
@@ -39,8 +53,7 @@ func TestHalfSignedInReachesNothingProtected(t *testing.T) {
 		{method: "GET", path: "/settings/2fa/enable"},
 		{method: "POST", path: "/settings/2fa/enable", form: true, body: "password=" + testPassword},
 		{method: "POST", path: "/settings/2fa/confirm", form: true, body: "code=123456"},
-		// A set above every code's ID: signed in, this form would replace the codes.
-		{method: "POST", path: "/settings/2fa/backup-codes", form: true, body: "password=" + testPassword + "&set=9223372036854775807"},
+		{method: "POST", path: "/settings/2fa/backup-codes", form: true, body: showCodes},
 		{method: "GET", path: "/settings/2fa/disable"},
 		{method: "POST", path: "/settings/2fa/disable", form: true, body: "password=" + testPassword + "&understand=yes"},
 		{method: "GET", path: "/settings/password"},
@@ -70,6 +83,11 @@ func TestHalfSignedInReachesNothingProtected(t *testing.T) {
 	e.do(request{method: "GET", path: "/api/v1/me", token: full}).json(t, &me)
 	if !me.Enabled || me.Remaining != 10 {
 		t.Fatalf("after the half-signed-in requests: got %+v, want 2FA on with 10 codes", me)
+	}
+	// The Show Codes form refused above was one that changes state.
+	r := e.do(request{method: "POST", path: "/settings/2fa/backup-codes", form: true, body: showCodes, token: full})
+	if r.Code != http.StatusOK || !strings.Contains(r.Body.String(), "Your new backup codes") {
+		t.Fatalf("the Show Codes form, signed in: got %d, want 200 and new codes\n%s", r.Code, r.Body)
 	}
 }
 
