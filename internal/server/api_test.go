@@ -233,10 +233,7 @@ func TestAPIEnableFlow(t *testing.T) {
 	e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": "123456"}}).
 		wantError(t, http.StatusConflict, "no_pending_enrollment")
 
-	r := e.do(request{method: "POST", path: "/api/v1/me/totp", token: token, body: map[string]string{"password": testPassword}})
-	r.wantStatus(t, http.StatusOK)
-	var enr enrollment
-	r.json(t, &enr)
+	enr := e.beginTOTP(token)
 	if len(enr.Secret) != 32 {
 		t.Errorf("secret: got %d base32 characters, want 32 (160 bits)", len(enr.Secret))
 	}
@@ -268,7 +265,7 @@ func TestAPIEnableFlow(t *testing.T) {
 	secret := decodeSecret(t, enr.Secret)
 	e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.wrongCode(secret)}}).
 		wantError(t, http.StatusBadRequest, "invalid_code")
-	r = e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.totp(secret)}})
+	r := e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.totp(secret)}})
 	r.wantStatus(t, http.StatusOK)
 	// Every session from before ends, the caller's included; the caller
 	// gets a new one.
@@ -314,11 +311,7 @@ func TestAPIWrongCodeOrPasswordKeepsSession(t *testing.T) {
 	e := newEnv(t)
 	e.createUser(testEmail, testPassword)
 	token, _ := e.login(testEmail, testPassword)
-	r := e.do(request{method: "POST", path: "/api/v1/me/totp", token: token, body: map[string]string{"password": testPassword}})
-	r.wantStatus(t, http.StatusOK)
-	var enr enrollment
-	r.json(t, &enr)
-	secret := decodeSecret(t, enr.Secret)
+	secret := decodeSecret(t, e.beginTOTP(token).Secret)
 
 	for range mfa.FreeFailures {
 		r := e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.wrongCode(secret)}})
@@ -331,7 +324,7 @@ func TestAPIWrongCodeOrPasswordKeepsSession(t *testing.T) {
 		e.do(request{method: "GET", path: "/api/v1/me", token: token}).wantStatus(t, http.StatusOK)
 	}
 	// Throttled like a wrong code at sign-in: even the right code waits.
-	r = e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.totp(secret)}})
+	r := e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.totp(secret)}})
 	r.wantError(t, http.StatusTooManyRequests, "rate_limited")
 	wantRetryAfter(t, r)
 	e.clock.Advance(time.Minute) // past the lock, within the 15 minutes of the setup
@@ -361,10 +354,7 @@ func TestAPIQRCodeScans(t *testing.T) {
 	e := newEnv(t)
 	e.createUser(testEmail, testPassword)
 	token, _ := e.login(testEmail, testPassword)
-	r := e.do(request{method: "POST", path: "/api/v1/me/totp", token: token, body: map[string]string{"password": testPassword}})
-	r.wantStatus(t, http.StatusOK)
-	var enr enrollment
-	r.json(t, &enr)
+	enr := e.beginTOTP(token)
 	pngBytes, err := base64.StdEncoding.DecodeString(enr.QRPNG)
 	if err != nil {
 		t.Fatal(err)

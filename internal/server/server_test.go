@@ -321,21 +321,29 @@ type codesResponse struct {
 	BackupCodes []string `json:"backup_codes"`
 }
 
+// beginTOTP starts turning 2FA on through the API for the session token
+// and returns the new key, as the QR code step shows it.
+func (e *env) beginTOTP(token string) enrollment {
+	e.t.Helper()
+	r := e.do(request{method: "POST", path: "/api/v1/me/totp", token: token, body: map[string]string{"password": testPassword}})
+	r.wantStatus(e.t, http.StatusOK)
+	var enr enrollment
+	r.json(e.t, &enr)
+	return enr
+}
+
 // enable turns 2FA on through the API for the session token and returns
 // the secret, the backup codes and the new session token (turning 2FA on
 // ends every session of the account, the caller's included). The clock then moves on to a step whose
 // code is not spent, so the test can send the current code next.
 func (e *env) enable(token string) (secret []byte, codes []string, newToken string) {
 	e.t.Helper()
-	r := e.do(request{method: "POST", path: "/api/v1/me/totp", token: token, body: map[string]string{"password": testPassword}})
-	r.wantStatus(e.t, http.StatusOK)
-	var enr enrollment
-	r.json(e.t, &enr)
+	enr := e.beginTOTP(token)
 	secret, err := otp.DecodeSecret(enr.Secret)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	r = e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.totp(secret)}})
+	r := e.do(request{method: "POST", path: "/api/v1/me/totp/confirm", token: token, body: map[string]string{"code": e.totp(secret)}})
 	r.wantStatus(e.t, http.StatusOK)
 	var cr codesResponse
 	r.json(e.t, &cr)
