@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"time"
 
@@ -274,7 +275,7 @@ func (db *DB) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.Backup
 // records e, in one transaction under the user's lock. On success it sets
 // codes[i].ID and codes[i].UserID.
 func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
-	_, err := db.replaceBackupCodes(ctx, userID, -1, codes, e)
+	_, err := db.ReplaceBackupCodesIf(ctx, userID, math.MaxInt64, codes, e) // no code is newer
 	return err
 }
 
@@ -284,16 +285,6 @@ func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.
 // before has committed: of concurrent calls, each sees the codes of those
 // before.
 func (db *DB) ReplaceBackupCodesIf(ctx context.Context, userID, newest int64, codes []mfa.BackupCode, e *mfa.Event) (bool, error) {
-	return db.replaceBackupCodes(ctx, userID, max(newest, 0), codes, e)
-}
-
-// newerCodes tells whether the user $1 has an unused backup code with an
-// ID above $2.
-const newerCodes = `SELECT EXISTS (SELECT 1 FROM backup_codes WHERE user_id = $1 AND id > $2 AND used_at IS NULL)`
-
-// replaceBackupCodes replaces the user's codes if none of the unused ones
-// has an ID above newest; a negative newest replaces them whatever they are.
-func (db *DB) replaceBackupCodes(ctx context.Context, userID, newest int64, codes []mfa.BackupCode, e *mfa.Event) (bool, error) {
 	var (
 		replaced bool
 		ids      []int64
@@ -304,11 +295,9 @@ func (db *DB) replaceBackupCodes(ctx context.Context, userID, newest int64, code
 		if _, err := tx.Exec(ctx, lockUser, userID); err != nil {
 			return err
 		}
-		if newest >= 0 {
-			var newer bool
-			if err := tx.QueryRow(ctx, newerCodes, userID, newest).Scan(&newer); err != nil || newer {
-				return err
-			}
+		var newer bool
+		if err := tx.QueryRow(ctx, newerCodes, userID, newest).Scan(&newer); err != nil || newer {
+			return err
 		}
 		var err error
 		if ids, err = replaceCodes(ctx, tx, userID, codes); err != nil {
@@ -329,6 +318,10 @@ func (db *DB) replaceBackupCodes(ctx context.Context, userID, newest int64, code
 	}
 	return replaced, nil
 }
+
+// newerCodes tells whether the user $1 has an unused backup code with an
+// ID above $2.
+const newerCodes = `SELECT EXISTS (SELECT 1 FROM backup_codes WHERE user_id = $1 AND id > $2 AND used_at IS NULL)`
 
 // replaceCodes replaces the user's codes inside tx and returns the new IDs.
 // The caller holds the user's lock. The inserts go in one batch: one round

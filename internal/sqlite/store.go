@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"math"
 	"slices"
 	"time"
 
@@ -266,7 +267,7 @@ func (db *DB) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.Backup
 // records e, in one transaction. On success it sets codes[i].ID and
 // codes[i].UserID.
 func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
-	_, err := db.replaceBackupCodes(ctx, userID, -1, codes, e)
+	_, err := db.ReplaceBackupCodesIf(ctx, userID, math.MaxInt64, codes, e) // no code is newer
 	return err
 }
 
@@ -275,12 +276,6 @@ func (db *DB) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.
 // The check and the replacement are one write transaction: of concurrent
 // calls, each sees the codes of those before.
 func (db *DB) ReplaceBackupCodesIf(ctx context.Context, userID, newest int64, codes []mfa.BackupCode, e *mfa.Event) (bool, error) {
-	return db.replaceBackupCodes(ctx, userID, max(newest, 0), codes, e)
-}
-
-// replaceBackupCodes replaces the user's codes if none of the unused ones
-// has an ID above newest; a negative newest replaces them whatever they are.
-func (db *DB) replaceBackupCodes(ctx context.Context, userID, newest int64, codes []mfa.BackupCode, e *mfa.Event) (bool, error) {
 	var (
 		replaced bool
 		ids      []int64
@@ -288,14 +283,11 @@ func (db *DB) replaceBackupCodes(ctx context.Context, userID, newest int64, code
 	)
 	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		replaced = false
-		if newest >= 0 {
-			var newer int
-			err := tx.StmtContext(ctx, db.st.newerCodes).QueryRowContext(ctx, userID, newest).Scan(&newer)
-			if err == nil || !errors.Is(err, sql.ErrNoRows) {
-				return err // nil: a newer code, and nothing to write
-			}
+		var newer int
+		err := tx.StmtContext(ctx, db.st.newerCodes).QueryRowContext(ctx, userID, newest).Scan(&newer)
+		if err == nil || !errors.Is(err, sql.ErrNoRows) {
+			return err // nil: a newer code, and nothing to write
 		}
-		var err error
 		if ids, err = db.replaceCodes(ctx, tx, userID, codes); err != nil {
 			return err
 		}

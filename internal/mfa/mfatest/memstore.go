@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -311,9 +312,8 @@ func (m *MemStore) UnusedBackupCodes(ctx context.Context, userID int64) ([]mfa.B
 // who does not exist are mfa.ErrNotFound, as in the SQL stores, whose codes
 // reference their user.
 func (m *MemStore) ReplaceBackupCodes(ctx context.Context, userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.replaceUserCodes(userID, codes, e)
+	_, err := m.ReplaceBackupCodesIf(ctx, userID, math.MaxInt64, codes, e) // no code is newer
+	return err
 }
 
 // ReplaceBackupCodesIf does what ReplaceBackupCodes does if none of the
@@ -326,22 +326,14 @@ func (m *MemStore) ReplaceBackupCodesIf(ctx context.Context, userID, newest int6
 			return false, nil
 		}
 	}
-	if err := m.replaceUserCodes(userID, codes, e); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-// replaceUserCodes is ReplaceBackupCodes; m.mu is held.
-func (m *MemStore) replaceUserCodes(userID int64, codes []mfa.BackupCode, e *mfa.Event) error {
 	if _, ok := m.users[userID]; !ok && len(codes) > 0 {
-		return mfa.ErrNotFound
+		return false, mfa.ErrNotFound
 	}
 	if err := m.addEvents(e); err != nil {
-		return err
+		return false, err
 	}
 	m.replaceCodes(userID, codes)
-	return nil
+	return true, nil
 }
 
 func (m *MemStore) replaceCodes(userID int64, codes []mfa.BackupCode) {
