@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twofold/twofold/internal/mfa"
@@ -181,9 +182,22 @@ func decodeJSON(r *http.Request, v any) error {
 	return nil
 }
 
+// requiredFieldsOf holds requiredFields' answer for each request type, so
+// that a request pays for no reflection: it is on the sign-in path.
+var requiredFieldsOf sync.Map // reflect.Type → []string
+
 // requiredFields lists the JSON names of the fields of t, a request struct:
 // its exported fields that JSON does not skip.
 func requiredFields(t reflect.Type) []string {
+	if names, ok := requiredFieldsOf.Load(t); ok {
+		return names.([]string)
+	}
+	names, _ := requiredFieldsOf.LoadOrStore(t, fieldNames(t))
+	return names.([]string)
+}
+
+// fieldNames is requiredFields, worked out.
+func fieldNames(t reflect.Type) []string {
 	if t.Kind() != reflect.Struct {
 		return nil
 	}
