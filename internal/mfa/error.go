@@ -70,8 +70,8 @@ var (
 	ErrMethodUnavailable = &Error{Kind: KindInvalid, Code: "method_unavailable", Message: "That sign-in method is not available for this account."}
 
 	// ErrBackupCodesReplaced answers a request for new backup codes that
-	// names a set replaced since: a form sent again, whose first sending
-	// made the set that is now current.
+	// names a set replaced since: by the same form sent before, or by new
+	// codes made elsewhere (another tab, the API).
 	ErrBackupCodesReplaced = &Error{Kind: KindConflict, Code: "backup_codes_replaced",
 		Message: "Your backup codes were replaced after this form was shown: it was sent twice, or new codes were made elsewhere meanwhile. Only the newest set works. If you do not have it, make a new one."}
 
